@@ -1,0 +1,79 @@
+"""aifetch: fetch-shaped HTTP for AI model APIs — typed errors, pipes, streams, a gateway.
+
+One front door: everything public is importable from here (plus the ``aifetch.pipes``,
+``aifetch.sse``, ``aifetch.openai`` and ``aifetch.gateway`` modules).
+"""
+
+from . import pipes
+from ._abort import AbortController, AbortSignal
+from ._async._client import AsyncClient
+from ._async._response import AsyncResponse
+from ._errors import (
+    AbortError,
+    AifetchError,
+    AuthenticationError,
+    BadRequestError,
+    BodyTooLargeError,
+    BodyUsedError,
+    ConflictError,
+    ContentTypeError,
+    EventTooLargeError,
+    HTTPError,
+    IncompleteStreamError,
+    InternalServerError,
+    InvalidURLError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RedirectError,
+    SSEError,
+    StreamError,
+    TimeoutError,
+    UnprocessableEntityError,
+)
+from ._fetch import fetch
+from ._headers import Headers
+from ._request import Request
+from ._sync._client import Client
+from ._sync._response import Response
+from ._timeouts import Timeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbortController",
+    "AbortError",
+    "AbortSignal",
+    "AifetchError",
+    "AsyncClient",
+    "AsyncResponse",
+    "AuthenticationError",
+    "BadRequestError",
+    "BodyTooLargeError",
+    "BodyUsedError",
+    "Client",
+    "ConflictError",
+    "ContentTypeError",
+    "EventTooLargeError",
+    "HTTPError",
+    "Headers",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidURLError",
+    "NetworkError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RedirectError",
+    "Request",
+    "Response",
+    "SSEError",
+    "StreamError",
+    "Timeout",
+    "TimeoutError",
+    "UnprocessableEntityError",
+    "__version__",
+    "fetch",
+    "pipes",
+]

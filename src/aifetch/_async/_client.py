@@ -1,0 +1,213 @@
+"""``AsyncClient``: fetch() with a pipe chain, a redirect loop and typed errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .._abort import AbortSignal
+from .._errors import InvalidURLError, RedirectError
+from .._headers import Headers, HeadersInit
+from .._redact import redact_url
+from .._request import Request
+from .._status import REDIRECT_STATUSES
+from .._timeouts import DEFAULT_TIMEOUT, TimeoutInit, to_timeout
+from .._types import UNSET, BodyInit, RedirectMode
+from .._urls import ParamsInit, join_base, origin_of, resolve_redirect
+from ._pipes import AsyncNext, AsyncPipe, bind, fold
+from ._response import AsyncResponse
+from ._transport import RawResponse, Transport
+
+__all__ = ["AsyncClient"]
+
+MAX_REDIRECTS = 20  # fetch's limit (aiohttp's own is 10)
+_DRAIN_LIMIT = 64 * 1024  # a redirect's body is read out up to this, to keep its connection
+# fetch §4.4 step 12: these go with the body when a redirect turns the request into a GET.
+_BODY_HEADERS = ("content-encoding", "content-language", "content-location", "content-type")
+
+
+class AsyncClient:
+    """A pooled HTTP client with fetch's shape.
+
+    ``pipes`` run around every request, outermost first, folded once here. Per-request
+    ``pipes=`` *extend* the client's: they run inside the client's pipes, closest to the
+    network, so a per-request pipe sees what the client's pipes made of the request.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        headers: HeadersInit | None = None,
+        pipes: Sequence[AsyncPipe] = (),
+        timeout: TimeoutInit = DEFAULT_TIMEOUT,
+        throw_http_errors: bool = True,
+        redirect: RedirectMode = "follow",
+        max_connections: int = 100,
+        max_connections_per_host: int = 0,
+        transport: Transport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.headers = Headers(headers)
+        self.timeout = to_timeout(timeout)
+        self.throw_http_errors = throw_http_errors
+        self.redirect: RedirectMode = redirect
+        self._pipes = tuple(bind(pipe) for pipe in pipes)
+        self._chain: AsyncNext = fold(self._pipes, self._send)
+        self._transport = transport or Transport(
+            max_connections=max_connections, max_connections_per_host=max_connections_per_host
+        )
+
+    async def fetch(
+        self,
+        resource: str | Request,
+        *,
+        method: str = UNSET,
+        headers: HeadersInit | None = None,
+        body: BodyInit | None = None,
+        json: Any = UNSET,
+        params: ParamsInit | None = None,
+        signal: AbortSignal | None = None,
+        timeout: TimeoutInit = UNSET,
+        redirect: RedirectMode = UNSET,
+        throw_http_errors: bool = UNSET,
+        pipes: Sequence[AsyncPipe] = UNSET,
+    ) -> AsyncResponse:
+        """Send a request and return its response once the headers have arrived.
+
+        A non-2xx status raises the matching ``HTTPError`` unless ``throw_http_errors``
+        is off, in which case the response comes back unread, as plain fetch does.
+        """
+        if isinstance(resource, Request):
+            request = resource
+        else:
+            merged = self.headers.copy()
+            if headers:
+                extra = Headers(headers)
+                for name in extra.keys():
+                    merged.delete(name)
+                for name, value in extra.items():
+                    merged.append(name, value)
+            request = Request(
+                join_base(self.base_url, resource),
+                method="GET" if method is UNSET else method,
+                headers=merged,
+                body=body,
+                json=json,
+                params=params,
+                signal=signal,
+                timeout=timeout,
+                redirect=self.redirect if redirect is UNSET else redirect,
+            )
+        if request.deadline is None:
+            total = (request.timeout or self.timeout).total
+            if total is not None:
+                request.deadline = time.monotonic() + total
+        chain = self._chain
+        if pipes is not UNSET and pipes:
+            chain = fold((*self._pipes, *(bind(p) for p in pipes)), self._send)
+        response = await chain(request)
+        throw = self.throw_http_errors if throw_http_errors is UNSET else throw_http_errors
+        if throw and not response.ok and response.type != "opaqueredirect":
+            await response.raise_for_status()
+        return response
+
+    async def _send(self, request: Request) -> AsyncResponse:
+        """The innermost step: the transport, and fetch's redirect rules around it."""
+        if "://" not in request.url:
+            raise InvalidURLError(
+                f"{redact_url(request.url)!r} is a relative URL and the client has no base_url"
+            )
+        timeout = request.timeout or self.timeout
+        current = request
+        for hop in range(MAX_REDIRECTS + 1):
+            raw = await self._transport.send(current, timeout)
+            location = raw.headers.get("location") if raw.status in REDIRECT_STATUSES else None
+            if location is None or current.redirect == "manual":
+                response = AsyncResponse._from_source(
+                    raw.status, raw.reason, raw.headers, current.url, raw.body
+                )
+                response.request = current
+                response.redirected = hop > 0
+                if location is not None:
+                    response.type = "opaqueredirect"
+                return response
+            if current.redirect == "error":
+                await raw.body.aclose()
+                raise RedirectError(
+                    f"{current.method} {redact_url(current.url)} answered {raw.status} "
+                    f"and redirect='error' forbids following it"
+                )
+            if hop == MAX_REDIRECTS:
+                await raw.body.aclose()
+                raise RedirectError(
+                    f"more than {MAX_REDIRECTS} redirects, starting from "
+                    f"{request.method} {redact_url(request.url)}"
+                )
+            await _drain(raw)
+            current = _follow(current, raw.status, location)
+        raise AssertionError("unreachable")
+
+    async def get(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="GET", **options)
+
+    async def head(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="HEAD", **options)
+
+    async def options(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="OPTIONS", **options)
+
+    async def post(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="POST", **options)
+
+    async def put(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="PUT", **options)
+
+    async def patch(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="PATCH", **options)
+
+    async def delete(self, url: str, **options: Any) -> AsyncResponse:
+        return await self.fetch(url, method="DELETE", **options)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _drain(raw: RawResponse) -> None:
+    """Read out a small redirect body so its connection can be reused; close a large one."""
+    length = raw.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT:
+        while await raw.body.read():
+            pass
+    await raw.body.aclose()
+
+
+def _follow(request: Request, status: int, location: str) -> Request:
+    """The next request of a redirect chain, per fetch §4.4 (HTTP-redirect fetch)."""
+    try:
+        url = resolve_redirect(request.url, location)
+    except InvalidURLError as exc:
+        raise RedirectError(f"cannot follow the redirect: {exc}") from None
+    method, body = request.method, request.body
+    headers = request.headers.copy()
+    if (status in (301, 302) and method == "POST") or (status == 303 and method not in ("GET", "HEAD")):
+        method, body = "GET", None
+        for name in (*_BODY_HEADERS, "content-length", "transfer-encoding"):
+            headers.delete(name)
+    elif body is not None and not request.replayable:
+        raise RedirectError(
+            f"{status} redirect from {redact_url(request.url)} needs the request body sent "
+            "again, but it was a one-shot stream; send bytes to allow that"
+        )
+    if origin_of(url) != origin_of(request.url):
+        # Credentials are for the origin they were given to (fetch drops Authorization).
+        headers.delete("authorization")
+        headers.delete("cookie")
+    return request.replace(url=url, method=method, body=body, headers=headers)

@@ -1,0 +1,330 @@
+"""The async transport: aiohttp underneath, and the one place its exceptions are mapped.
+
+Timeouts and aborts are enforced here because only the transport can stop a read in
+progress. Body reads carry a watchdog rather than a timer per read: a read only records
+when it started, and one timer per idle period checks whether a read has been waiting
+too long (a per-read ``asyncio.timeout`` costs a heap push and pop on every chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import ssl
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+import aiohttp
+import yarl
+
+from .._abort import AbortSignal
+from .._errors import InvalidURLError, NetworkError, TimeoutError
+from .._headers import Headers
+from .._redact import redact_url
+from .._request import Request
+from .._timeouts import Timeout
+
+__all__ = ["RawResponse", "Transport"]
+
+_USER_AGENT = "aifetch/0.1"
+
+
+class RawResponse:
+    """What the transport hands to the client: status line, headers and a body source."""
+
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: Headers, body: _Body) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+
+class _Interrupted(Exception):
+    """Set on aiohttp's stream reader to wake a pending read; never escapes this module."""
+
+
+async def _aiter_sync(body: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in body:
+        yield chunk
+
+
+def _what(request: Request) -> str:
+    return f"{request.method} {redact_url(request.url)}"
+
+
+class Transport:
+    """Sends one request over a pooled aiohttp session; follows no redirects itself."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        max_connections_per_host: int = 0,
+        ssl_context: ssl.SSLContext | bool | None = None,
+        keepalive_timeout: float = 15.0,
+        trust_env: bool = False,
+    ) -> None:
+        self._limits = (max_connections, max_connections_per_host)
+        self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
+        self._keepalive = keepalive_timeout
+        self._trust_env = trust_env
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits[0],
+                limit_per_host=self._limits[1],
+                ssl=self._ssl,
+                keepalive_timeout=self._keepalive,
+            )
+            # Cookies are off: a server-side client must not carry one caller's cookies
+            # into another's request (fetch's `credentials` has no safe default here).
+            session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=self._trust_env,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+            self._session = session
+        return session
+
+    def _client_timeout(self, connect: float | None) -> aiohttp.ClientTimeout:
+        cached = self._timeouts.get(connect)
+        if cached is None:
+            cached = aiohttp.ClientTimeout(total=None, sock_connect=connect)
+            self._timeouts[connect] = cached
+        return cached
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: Request, timeout: Timeout) -> RawResponse:
+        signal = request.signal
+        if signal is not None:
+            signal.throw_if_aborted()
+        loop = asyncio.get_running_loop()
+        limit, phase = timeout.first_byte, "first_byte"
+        if request.deadline is not None:
+            remaining = request.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the total timeout ran out before {_what(request)}", phase="total")
+            if limit is None or remaining < limit:
+                limit, phase = remaining, "total"
+
+        headers = request.headers.items()
+        if "user-agent" not in request.headers:
+            headers.append(("User-Agent", _USER_AGENT))
+        body: Any = request.body
+        if body is not None and not isinstance(body, bytes | AsyncIterable):
+            body = _aiter_sync(body)
+
+        task = asyncio.current_task()
+        aborted = False
+
+        def on_abort(_reason: Any) -> None:
+            def cancel() -> None:
+                nonlocal aborted
+                aborted = True
+                if task is not None:
+                    task.cancel()
+
+            loop.call_soon_threadsafe(cancel)
+
+        handle = signal.add_listener(on_abort) if signal is not None else None
+        try:
+            async with asyncio.timeout(limit):
+                resp = await self._get_session().request(
+                    request.method,
+                    yarl.URL(request.url, encoded=True),
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=self._client_timeout(timeout.connect),
+                )
+        except asyncio.CancelledError:
+            if aborted and task is not None and task.uncancel() == 0 and signal is not None:
+                raise signal.error() from None
+            raise
+        except aiohttp.ConnectionTimeoutError:
+            raise TimeoutError(
+                f"could not connect within {timeout.connect:g} s: {_what(request)}", phase="connect"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise NetworkError(
+                f"could not connect: {_what(request)}: {exc.os_error}", phase="connect"
+            ) from None
+        except aiohttp.InvalidURL:
+            raise InvalidURLError(f"aiohttp refused the URL of {_what(request)}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(
+                f"the connection failed before the response arrived: {_what(request)}: "
+                f"{type(exc).__name__}: {exc}",
+                phase="send",
+            ) from None
+        except builtins.TimeoutError:
+            what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
+            raise TimeoutError(f"{what}: {_what(request)}", phase=phase) from None
+        finally:
+            if signal is not None:
+                signal.remove_listener(handle)
+
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+        source = _Body(resp, loop, timeout.idle, request.deadline, signal, request)
+        return RawResponse(resp.status, resp.reason or "", Headers._trusted(raw_headers), source)
+
+
+class _Body:
+    """Reads an aiohttp response body chunk by chunk, as it arrives."""
+
+    __slots__ = (
+        "_content",
+        "_deadline",
+        "_done",
+        "_failure",
+        "_handle",
+        "_idle",
+        "_loop",
+        "_reading_since",
+        "_request",
+        "_resp",
+        "_signal",
+        "_timer",
+    )
+
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        loop: asyncio.AbstractEventLoop,
+        idle: float | None,
+        deadline: float | None,
+        signal: AbortSignal | None,
+        request: Request,
+    ) -> None:
+        self._resp = resp
+        self._content = resp.content
+        self._loop = loop
+        self._idle = idle
+        self._deadline = deadline
+        self._signal = signal
+        self._request = request
+        self._reading_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failure: str | None = None
+        self._done = False
+        self._handle = signal.add_listener(self._on_abort) if signal is not None else None
+        if signal is not None and signal.aborted:
+            self._interrupt("abort")
+
+    def _on_abort(self, _reason: Any) -> None:
+        self._loop.call_soon_threadsafe(self._interrupt, "abort")
+
+    async def read(self) -> bytes:
+        if self._failure is not None:
+            self._raise_failure()
+        if self._done:
+            return b""
+        watched = self._idle is not None or self._deadline is not None
+        if watched:
+            self._reading_since = time.monotonic()
+            if self._timer is None:
+                self._arm()
+        try:
+            chunk = await self._content.readany()
+        except _Interrupted:
+            self._raise_failure()
+        except (aiohttp.ClientError, OSError) as exc:
+            if self._failure is not None:
+                self._raise_failure()
+            self._finish(close=True)
+            raise NetworkError(
+                f"the connection broke while reading the body of {_what(self._request)}: "
+                f"{type(exc).__name__}: {exc}",
+                phase="body",
+            ) from None
+        finally:
+            self._reading_since = None
+        if not chunk:
+            self._finish(close=False)
+        return chunk
+
+    def _due(self) -> tuple[float, str] | None:
+        since = self._reading_since
+        if since is None:
+            return None
+        if self._idle is not None:
+            due, phase = since + self._idle, "idle"
+            if self._deadline is not None and self._deadline < due:
+                due, phase = self._deadline, "total"
+            return due, phase
+        assert self._deadline is not None
+        return self._deadline, "total"
+
+    def _arm(self) -> None:
+        found = self._due()
+        if found is not None:
+            self._timer = self._loop.call_later(found[0] - time.monotonic(), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        found = self._due()
+        if found is None:
+            return  # not reading now; the next read arms a new timer
+        due, phase = found
+        now = time.monotonic()
+        if now >= due - 0.001:
+            self._interrupt(phase)
+        else:
+            self._timer = self._loop.call_later(due - now, self._on_timer)
+
+    def _interrupt(self, kind: str) -> None:
+        if self._failure is not None or self._done:
+            return
+        self._failure = kind
+        self._content.set_exception(_Interrupted(kind))
+        self._finish(close=True)
+
+    def _raise_failure(self) -> None:
+        kind = self._failure
+        if kind == "abort" and self._signal is not None:
+            raise self._signal.error() from None
+        if kind == "idle":
+            raise TimeoutError(
+                f"no body data for {self._idle:g} s (idle timeout): {_what(self._request)}",
+                phase="idle",
+            ) from None
+        if kind == "total":
+            raise TimeoutError(
+                f"the total timeout ran out while reading the body: {_what(self._request)}",
+                phase="total",
+            ) from None
+        raise NetworkError(f"the body of {_what(self._request)} was closed", phase="body")
+
+    def _finish(self, *, close: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._signal is not None:
+            self._signal.remove_listener(self._handle)
+        if close:
+            self._resp.close()
+        else:
+            self._resp.release()
+
+    async def aclose(self) -> None:
+        """Stop early: the connection is closed (a half-read body cannot be reused)."""
+        if self._failure is None:
+            self._failure = "closed"
+        self._finish(close=True)

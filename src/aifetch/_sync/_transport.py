@@ -1,0 +1,333 @@
+"""The sync transport: urllib3 underneath, and the one place its exceptions are mapped.
+
+The twin of ``_async/_transport.py`` in behaviour, written by hand because the two
+libraries differ in kind. Blocking reads are stopped from other threads by shutting down
+the socket, which is the only way to wake a thread blocked in ``recv``; each read sets the
+socket timeout to what is left of the idle gap or the total deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError as Urllib3Error,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from .._abort import AbortSignal
+from .._errors import NetworkError, TimeoutError
+from .._headers import Headers
+from .._redact import redact_url
+from .._request import Request
+from .._timeouts import Timeout
+
+__all__ = ["RawResponse", "Transport"]
+
+_USER_AGENT = "aifetch/0.1"
+_READ_SIZE = 64 * 1024
+
+
+def _what(request: Request) -> str:
+    return f"{request.method} {redact_url(request.url)}"
+
+
+class _Flight:
+    """The socket of the request in flight on this thread, so an abort can shut it down."""
+
+    __slots__ = ("aborted", "lock", "sock")
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.aborted = False
+        self.lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self.lock:
+            self.sock = sock
+            if self.aborted and sock is not None:
+                _shutdown(sock)
+
+    def abort(self, _reason: Any = None) -> None:
+        with self.lock:
+            self.aborted = True
+            if self.sock is not None:
+                _shutdown(self.sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to wake
+
+
+_current = threading.local()
+
+
+class _AttachMixin:
+    """Hands each connection's socket to the flight on this thread, once connected."""
+
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        flight: _Flight | None = getattr(_current, "flight", None)
+        if flight is not None:
+            flight.attach(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        flight: _Flight | None = getattr(_current, "flight", None)
+        if flight is not None and self.sock is not None:
+            flight.attach(self.sock)  # a reused keep-alive connection: no connect() call
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_AttachMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_AttachMixin, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class RawResponse:
+    """What the transport hands to the client: status line, headers and a body source."""
+
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: Headers, body: _Body) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+
+class Transport:
+    """Sends one request over a urllib3 pool; follows no redirects and retries nothing."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        max_connections_per_host: int = 0,
+        ssl_context: ssl.SSLContext | bool | None = None,
+        keepalive_timeout: float = 15.0,
+        trust_env: bool = False,
+    ) -> None:
+        kwargs: dict[str, Any] = {}
+        if isinstance(ssl_context, ssl.SSLContext):
+            kwargs["ssl_context"] = ssl_context
+        elif ssl_context is False:
+            kwargs["cert_reqs"] = "CERT_NONE"
+        self._pool = urllib3.PoolManager(
+            num_pools=max(10, max_connections),
+            maxsize=max_connections_per_host or max_connections,
+            block=False,
+            retries=False,
+            **kwargs,
+        )
+        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def send(self, request: Request, timeout: Timeout) -> RawResponse:
+        signal = request.signal
+        if signal is not None:
+            signal.throw_if_aborted()
+        limit, phase = timeout.first_byte, "first_byte"
+        if request.deadline is not None:
+            remaining = request.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the total timeout ran out before {_what(request)}", phase="total")
+            if limit is None or remaining < limit:
+                limit, phase = remaining, "total"
+        headers = dict(_fold_headers(request.headers))
+        headers.setdefault("User-Agent", _USER_AGENT)
+        headers.setdefault("Accept-Encoding", "gzip, deflate")
+        body: Any = request.body
+        chunked = body is not None and not isinstance(body, bytes)
+        if chunked and not isinstance(body, Iterable):
+            raise TypeError("the sync client streams only plain iterables of bytes")
+
+        flight = _Flight()
+        handle = signal.add_listener(flight.abort) if signal is not None else None
+        _current.flight = flight
+        try:
+            resp = self._pool.request(
+                request.method,
+                request.url,
+                body=body,
+                headers=headers,
+                chunked=chunked,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                decode_content=True,
+                timeout=urllib3.Timeout(connect=timeout.connect, read=limit),
+            )
+        except Exception as exc:
+            if signal is not None:
+                signal.remove_listener(handle)
+            if flight.aborted and signal is not None:
+                raise signal.error() from None
+            raise _map_send_error(exc, request, timeout, limit, phase) from None
+        finally:
+            _current.flight = None
+        source = _Body(resp, flight, timeout.idle, request.deadline, signal, handle, request)
+        raw_headers = list(resp.headers.items())
+        return RawResponse(resp.status, resp.reason or "", Headers._trusted(raw_headers), source)
+
+
+def _fold_headers(headers: Headers) -> Iterable[tuple[str, str]]:
+    # urllib3 takes a mapping; repeated names are joined as RFC 9110 §5.3 allows.
+    seen: dict[str, tuple[str, list[str]]] = {}
+    for name, value in headers.items():
+        seen.setdefault(name.lower(), (name, []))[1].append(value)
+    return ((name, ", ".join(values)) for name, values in seen.values())
+
+
+def _map_send_error(
+    exc: Exception, request: Request, timeout: Timeout, limit: float | None, phase: str
+) -> Exception:
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, ConnectTimeoutError):
+        return TimeoutError(
+            f"could not connect within {timeout.connect:g} s: {_what(request)}", phase="connect"
+        )
+    if isinstance(exc, NewConnectionError):
+        return NetworkError(f"could not connect: {_what(request)}: {exc}", phase="connect")
+    if isinstance(exc, ReadTimeoutError | socket.timeout):
+        what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
+        return TimeoutError(f"{what}: {_what(request)}", phase=phase)
+    if isinstance(exc, Urllib3Error | OSError):
+        return NetworkError(
+            f"the connection failed before the response arrived: {_what(request)}: "
+            f"{type(exc).__name__}",
+            phase="send",
+        )
+    return exc
+
+
+class _Body:
+    """Reads a urllib3 response body as it arrives, one socket read at a time."""
+
+    __slots__ = (
+        "_deadline",
+        "_done",
+        "_flight",
+        "_handle",
+        "_idle",
+        "_request",
+        "_resp",
+        "_signal",
+        "_sock",
+        "_sock_timeout",
+    )
+
+    def __init__(
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        flight: _Flight,
+        idle: float | None,
+        deadline: float | None,
+        signal: AbortSignal | None,
+        handle: int | None,
+        request: Request,
+    ) -> None:
+        self._resp = resp
+        self._flight = flight
+        self._idle = idle
+        self._deadline = deadline
+        self._signal = signal
+        self._handle = handle
+        self._request = request
+        self._done = False
+        conn = resp.connection
+        self._sock: socket.socket | None = getattr(conn, "sock", None)
+        self._sock_timeout: float | None = -1.0
+
+    def read(self) -> bytes:
+        if self._done:
+            return b""
+        if self._flight.aborted and self._signal is not None:
+            self._finish(close=True)
+            raise self._signal.error()
+        limit, phase = self._idle, "idle"
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                self._finish(close=True)
+                raise TimeoutError(
+                    f"the total timeout ran out while reading the body: {_what(self._request)}",
+                    phase="total",
+                )
+            if limit is None or remaining < limit:
+                limit, phase = remaining, "total"
+        if self._sock is not None and limit != self._sock_timeout:
+            self._sock.settimeout(limit)
+            self._sock_timeout = limit
+        try:
+            chunk = self._resp.read1(_READ_SIZE)
+        except (ReadTimeoutError, socket.timeout):
+            self._finish(close=True)
+            if phase == "idle":
+                raise TimeoutError(
+                    f"no body data for {self._idle:g} s (idle timeout): {_what(self._request)}",
+                    phase="idle",
+                ) from None
+            raise TimeoutError(
+                f"the total timeout ran out while reading the body: {_what(self._request)}",
+                phase="total",
+            ) from None
+        except (Urllib3Error, OSError, ValueError) as exc:
+            self._finish(close=True)
+            if self._flight.aborted and self._signal is not None:
+                raise self._signal.error() from None
+            raise NetworkError(
+                f"the connection broke while reading the body of {_what(self._request)}: "
+                f"{type(exc).__name__}",
+                phase="body",
+            ) from None
+        if not chunk:
+            if self._flight.aborted and self._signal is not None:
+                self._finish(close=True)
+                raise self._signal.error()
+            self._finish(close=False)
+        return chunk
+
+    def _finish(self, *, close: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._signal is not None:
+            self._signal.remove_listener(self._handle)
+        if close:
+            self._resp.close()
+        self._resp.release_conn()
+
+    def close(self) -> None:
+        """Stop early: the connection is closed (a half-read body cannot be reused)."""
+        self._finish(close=True)

@@ -1,0 +1,34 @@
+"""Input unions accepted across the public API, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from typing import Any, Final, Literal, TypeAlias
+
+__all__ = ["UNSET", "BodyInit", "RedirectMode", "Unset"]
+
+RedirectMode: TypeAlias = Literal["follow", "manual", "error"]
+
+# bytes-like and str bodies are sent whole (and can be replayed on retry or redirect);
+# iterables are streamed once.
+BodyInit: TypeAlias = "bytes | bytearray | memoryview | str | Iterable[bytes] | AsyncIterable[bytes]"
+
+
+class Unset:
+    """Tells "not passed" apart from ``None`` (which often means "no limit")."""
+
+    _instance: Unset | None = None
+
+    def __new__(cls) -> Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final[Any] = Unset()
