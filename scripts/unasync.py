@@ -40,6 +40,7 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     (r"\bAwaitable\[AsyncResponse\]", "Response"),
     (r"\bAsyncResponse\b", "Response"),
     (r"\bAsyncClient\b", "Client"),
+    (r"\bAsyncEventSource\b", "EventSource"),
     (r"\bAsyncNext\b", "Next"),
     (r"\bAsyncPipe\b", "Pipe"),
     (r"\basync\b", "sync"),

@@ -7,6 +7,7 @@ One front door: everything public is importable from here (plus the ``aifetch.pi
 from . import pipes
 from ._abort import AbortController, AbortSignal
 from ._async._client import AsyncClient
+from ._async._eventsource import AsyncEventSource
 from ._async._response import AsyncResponse
 from ._errors import (
     AbortError,
@@ -21,6 +22,7 @@ from ._errors import (
     HTTPError,
     IncompleteStreamError,
     InternalServerError,
+    InvalidChunkError,
     InvalidURLError,
     NetworkError,
     NotFoundError,
@@ -30,12 +32,14 @@ from ._errors import (
     SSEError,
     StreamError,
     TimeoutError,
+    ToolCallArgumentsError,
     UnprocessableEntityError,
 )
 from ._fetch import fetch
 from ._headers import Headers
 from ._request import Request
 from ._sync._client import Client
+from ._sync._eventsource import EventSource
 from ._sync._response import Response
 from ._timeouts import Timeout
 
@@ -47,6 +51,7 @@ __all__ = [
     "AbortSignal",
     "AifetchError",
     "AsyncClient",
+    "AsyncEventSource",
     "AsyncResponse",
     "AuthenticationError",
     "BadRequestError",
@@ -55,11 +60,13 @@ __all__ = [
     "Client",
     "ConflictError",
     "ContentTypeError",
+    "EventSource",
     "EventTooLargeError",
     "HTTPError",
     "Headers",
     "IncompleteStreamError",
     "InternalServerError",
+    "InvalidChunkError",
     "InvalidURLError",
     "NetworkError",
     "NotFoundError",
@@ -72,6 +79,7 @@ __all__ = [
     "StreamError",
     "Timeout",
     "TimeoutError",
+    "ToolCallArgumentsError",
     "UnprocessableEntityError",
     "__version__",
     "fetch",

@@ -93,6 +93,12 @@ class Transport:
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
             )
+            # aiohttp silently resends an idempotent request once when its connection
+            # breaks before the response (RFC 9112 §9.3.1 allows it). Retrying is the retry
+            # pipe's job, where it is counted (retries_taken) and bounded by the deadline,
+            # and the sync transport never does it: turn it off (aiohttp's test_utils does
+            # the same).
+            session._retry_connection = False
             self._session = session
         return session
 
@@ -130,12 +136,15 @@ class Transport:
 
         task = asyncio.current_task()
         aborted = False
+        sending = True
 
         def on_abort(_reason: Any) -> None:
             def cancel() -> None:
                 nonlocal aborted
-                aborted = True
-                if task is not None:
+                # The abort may land after send() returned: the body source handles it
+                # then, and cancelling the caller's task here would hit an unrelated await.
+                if sending and task is not None:
+                    aborted = True
                     task.cancel()
 
             loop.call_soon_threadsafe(cancel)
@@ -165,16 +174,19 @@ class Transport:
             ) from None
         except aiohttp.InvalidURL:
             raise InvalidURLError(f"aiohttp refused the URL of {_what(request)}") from None
+        except builtins.TimeoutError:
+            # Before the OSError clause: builtins.TimeoutError is an OSError, and this one
+            # is asyncio.timeout's (the wait for the response headers ran out).
+            what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
+            raise TimeoutError(f"{what}: {_what(request)}", phase=phase) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(
                 f"the connection failed before the response arrived: {_what(request)}: "
                 f"{type(exc).__name__}: {exc}",
                 phase="send",
             ) from None
-        except builtins.TimeoutError:
-            what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
-            raise TimeoutError(f"{what}: {_what(request)}", phase=phase) from None
         finally:
+            sending = False
             if signal is not None:
                 signal.remove_listener(handle)
 
