@@ -21,7 +21,9 @@
     ├── SSEError                      (also ValueError) the event stream broke its own rules
     │   └── EventTooLargeError        one event outgrew the decoder's buffer bound
     ├── StreamError                   an {"error": ...} payload arrived inside a stream
-    └── IncompleteStreamError         the stream ended before its terminator ([DONE])
+    ├── IncompleteStreamError         the stream ended before its terminator ([DONE])
+    ├── InvalidChunkError             (also ValueError) a stream event is not the expected JSON
+    └── ToolCallArgumentsError        (also ValueError) a tool call's arguments are not JSON
 
 Every message is built from redacted parts: no API key, ``Authorization`` value or
 ``?key=`` query value ever appears in ``str()`` or ``repr()`` of these errors.
@@ -30,6 +32,7 @@ Every message is built from redacted parts: no API key, ``Authorization`` value 
 from __future__ import annotations
 
 import builtins
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ __all__ = [
     "HTTPError",
     "IncompleteStreamError",
     "InternalServerError",
+    "InvalidChunkError",
     "InvalidURLError",
     "NetworkError",
     "NotFoundError",
@@ -58,6 +62,7 @@ __all__ = [
     "SSEError",
     "StreamError",
     "TimeoutError",
+    "ToolCallArgumentsError",
     "UnprocessableEntityError",
     "error_class_for_status",
 ]
@@ -203,7 +208,7 @@ class NetworkError(AifetchError, ConnectionError):
         self.phase = phase
 
 
-class TimeoutError(AifetchError, builtins.TimeoutError):  # noqa: A001 - same meaning as the builtin
+class TimeoutError(AifetchError, builtins.TimeoutError):
     """A phase of the request took too long.
 
     ``phase`` is one of ``"connect"``, ``"first_byte"`` (waiting for response headers),
@@ -261,3 +266,25 @@ class StreamError(_ProviderFields, AifetchError):
 
 class IncompleteStreamError(AifetchError):
     """The stream ended without its terminator: what arrived must not be taken as complete."""
+
+
+class InvalidChunkError(AifetchError, ValueError):
+    """A stream event's data is neither ``[DONE]``, an error, nor a chat.completion.chunk."""
+
+
+class ToolCallArgumentsError(AifetchError, ValueError):
+    """A tool call's ``arguments`` are not valid JSON.
+
+    ``tool_call`` is the call, ``position`` its place in the message's ``tool_calls`` list;
+    the ``json.JSONDecodeError`` is chained as ``__cause__``.
+    """
+
+    def __init__(self, tool_call: Any, position: int, cause: json.JSONDecodeError) -> None:
+        self.tool_call = tool_call
+        self.position = position
+        name = tool_call.function.name or "?"
+        ident = f" (id {tool_call.id})" if tool_call.id else ""
+        super().__init__(
+            f"tool call #{position} {name!r}{ident} has arguments that are not valid JSON: "
+            f"{cause.msg} at character {cause.pos}"
+        )
