@@ -4,10 +4,10 @@ One front door: everything public is importable from here (plus the ``aifetch.pi
 ``aifetch.sse``, ``aifetch.openai`` and ``aifetch.gateway`` modules).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import pipes
 from ._abort import AbortController, AbortSignal
-from ._async._client import AsyncClient
-from ._async._eventsource import AsyncEventSource
 from ._async._response import AsyncResponse
 from ._errors import (
     AbortError,
@@ -35,7 +35,6 @@ from ._errors import (
     ToolCallArgumentsError,
     UnprocessableEntityError,
 )
-from ._fetch import fetch
 from ._headers import Headers
 from ._request import Request
 from ._sync._client import Client
@@ -43,7 +42,31 @@ from ._sync._eventsource import EventSource
 from ._sync._response import Response
 from ._timeouts import Timeout
 
+if TYPE_CHECKING:
+    from ._async._client import AsyncClient
+    from ._async._eventsource import AsyncEventSource
+    from ._fetch import fetch
+
 __version__ = "0.1.0"
+
+# These pull in aiohttp (~240 ms to import): loaded on first use, so the sync client,
+# the SSE decoder and the OpenAI types import without it.
+_LAZY = {
+    "AsyncClient": "._async._client",
+    "AsyncEventSource": "._async._eventsource",
+    "fetch": "._fetch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aifetch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "AbortController",
