@@ -166,7 +166,8 @@ class AsyncResponse:
     def _take(self) -> None:
         if self._used:
             raise BodyUsedError(
-                f"the body of the response from {redact_url(self.url)} was already read; "
+                f"the body of the response from {redact_url(self.url)} was already read "
+                "or closed; "
                 "a response body can be read once (keep the bytes if you need them twice)"
             )
         self._used = True
@@ -217,7 +218,9 @@ class AsyncResponse:
             data = data[3:]
         try:
             return msgspec.json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside
+            # a string; fetch's json() decodes with replacement, so retry that way.
             pass
         try:
             return msgspec.json.decode(data.decode("utf-8", "replace").encode())
@@ -278,9 +281,12 @@ class AsyncResponse:
         )
 
     async def aclose(self) -> None:
-        """Free the connection. Unread body bytes are discarded."""
+        """Free the connection. Unread body bytes are discarded, and the body counts as
+        used (fetch marks a cancelled body disturbed), so a later read raises rather than
+        passing off the discarded rest as an empty body."""
         if not self._closed:
             self._closed = True
+            self._used = True
             await self._source.aclose()
 
     async def __aenter__(self) -> AsyncResponse:

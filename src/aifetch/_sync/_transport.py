@@ -8,6 +8,7 @@ socket timeout to what is left of the idle gap or the total deadline.
 
 from __future__ import annotations
 
+import builtins
 import socket
 import ssl
 import threading
@@ -22,10 +23,12 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError as Urllib3Error,
     MaxRetryError,
+    NameResolutionError,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
 )
+from urllib3.util.connection import allowed_gai_family
 
 from .._abort import AbortSignal
 from .._errors import NetworkError, TimeoutError
@@ -78,9 +81,45 @@ _current = threading.local()
 
 
 class _AttachMixin:
-    """Hands each connection's socket to the flight on this thread, once connected."""
+    """Hands each connection's socket to the flight on this thread, from before its
+    connect() call on, so an abort can cut a connect short as well as a read."""
 
     sock: socket.socket | None
+    host: str
+    port: int
+    timeout: Any
+    source_address: tuple[str, int] | None
+    socket_options: Any
+    _dns_host: str
+
+    def _new_conn(self) -> socket.socket:
+        # urllib3 makes and connects the socket in one call, which would leave an abort
+        # nothing to shut down until the connect is over (forever with connect=None).
+        # Same steps here, with each socket attached first: on Linux, shutdown() wakes a
+        # connect() blocked in another thread.
+        flight: _Flight | None = getattr(_current, "flight", None)
+        if flight is None:
+            return super()._new_conn()  # type: ignore[misc,no-any-return]
+        try:
+            return _connect(
+                self._dns_host,
+                self.port,
+                self.timeout,
+                self.source_address,
+                self.socket_options,
+                flight,
+            )
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        except builtins.TimeoutError as exc:
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from exc
+        except OSError as exc:
+            raise NewConnectionError(
+                self,  # type: ignore[arg-type]
+                f"Failed to establish a new connection: {exc}",
+            ) from exc
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
@@ -93,6 +132,37 @@ class _AttachMixin:
         if flight is not None and self.sock is not None:
             flight.attach(self.sock)  # a reused keep-alive connection: no connect() call
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+def _connect(
+    host: str,
+    port: int,
+    timeout: Any,
+    source: tuple[str, int] | None,
+    options: Any,
+    flight: _Flight,
+) -> socket.socket:
+    """urllib3's ``create_connection``, handing each socket to ``flight`` before connecting."""
+    host = host.strip("[]")
+    error: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, allowed_gai_family(), socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in options or ():
+                sock.setsockopt(*option)
+            if timeout is None or isinstance(timeout, int | float):
+                sock.settimeout(timeout)
+            if source:
+                sock.bind(source)
+            flight.attach(sock)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error or OSError("getaddrinfo returned no addresses")
 
 
 class _HTTPConnection(_AttachMixin, HTTPConnection):
@@ -213,12 +283,14 @@ def _map_send_error(
 ) -> Exception:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 v2 (kept for backwards
+    # compatibility), so it is told apart first: a refused connection is not a timeout.
+    if isinstance(exc, NewConnectionError):
+        return NetworkError(f"could not connect: {_what(request)}: {exc}", phase="connect")
     if isinstance(exc, ConnectTimeoutError):
         return TimeoutError(
             f"could not connect within {timeout.connect:g} s: {_what(request)}", phase="connect"
         )
-    if isinstance(exc, NewConnectionError):
-        return NetworkError(f"could not connect: {_what(request)}: {exc}", phase="connect")
     if isinstance(exc, ReadTimeoutError | socket.timeout):
         what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
         return TimeoutError(f"{what}: {_what(request)}", phase=phase)
