@@ -619,7 +619,7 @@ def eventually(predicate: Callable[[], bool], timeout: float = GUARD) -> bool:
 
 async def eventually_async(
     predicate: Callable[[], bool],
-    timeout: float = GUARD,  # noqa: ASYNC109 - the same signature as `eventually`
+    timeout: float = GUARD,
 ) -> bool:
     """``eventually`` for async tests: the loop keeps running (closing sockets) meanwhile."""
     deadline = time.monotonic() + timeout

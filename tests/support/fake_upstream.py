@@ -1270,7 +1270,7 @@ class FakeUpstream:
     async def wait_for_requests_async(
         self,
         n: int,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> list[RecordedRequest]:
         """``wait_for_requests`` for async tests: waits without blocking the caller's loop."""
         state = self._state
@@ -1283,14 +1283,14 @@ class FakeUpstream:
     async def wait_for_close_async(
         self,
         connection_id: int,
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
     ) -> float | None:
         """``wait_for_close`` for async tests."""
         await self._wait_async(lambda: connection_id in self._state.closed_at, timeout)
         with self._state.cond:
             return self._state.closed_at.get(connection_id)
 
-    async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+    async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> bool:
         state = self._state
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         with state.cond:

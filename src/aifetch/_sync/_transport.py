@@ -9,6 +9,7 @@ socket timeout to what is left of the idle gap or the total deadline.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import socket
 import ssl
 import threading
@@ -21,12 +22,13 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
-    HTTPError as Urllib3Error,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
-    ProtocolError,
     ReadTimeoutError,
+)
+from urllib3.exceptions import (
+    HTTPError as Urllib3Error,
 )
 from urllib3.util.connection import allowed_gai_family
 
@@ -71,10 +73,8 @@ class _Flight:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: nothing left to wake
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: nothing left to wake
 
 
 _current = threading.local()
@@ -230,7 +230,9 @@ class Transport:
         if request.deadline is not None:
             remaining = request.deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"the total timeout ran out before {_what(request)}", phase="total")
+                raise TimeoutError(
+                    f"the total timeout ran out before {_what(request)}", phase="total"
+                )
             if limit is None or remaining < limit:
                 limit, phase = remaining, "total"
         headers = dict(_fold_headers(request.headers))
@@ -291,8 +293,10 @@ def _map_send_error(
         return TimeoutError(
             f"could not connect within {timeout.connect:g} s: {_what(request)}", phase="connect"
         )
-    if isinstance(exc, ReadTimeoutError | socket.timeout):
-        what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
+    if isinstance(exc, ReadTimeoutError | builtins.TimeoutError):
+        what = (
+            "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
+        )
         return TimeoutError(f"{what}: {_what(request)}", phase=phase)
     if isinstance(exc, Urllib3Error | OSError):
         return NetworkError(
@@ -363,7 +367,7 @@ class _Body:
             self._sock_timeout = limit
         try:
             chunk = self._resp.read1(_READ_SIZE)
-        except (ReadTimeoutError, socket.timeout):
+        except (ReadTimeoutError, builtins.TimeoutError):
             self._finish(close=True)
             if phase == "idle":
                 raise TimeoutError(
