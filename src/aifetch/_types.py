@@ -11,7 +11,9 @@ RedirectMode: TypeAlias = Literal["follow", "manual", "error"]
 
 # bytes-like and str bodies are sent whole (and can be replayed on retry or redirect);
 # iterables are streamed once.
-BodyInit: TypeAlias = "bytes | bytearray | memoryview | str | Iterable[bytes] | AsyncIterable[bytes]"
+BodyInit: TypeAlias = (
+    "bytes | bytearray | memoryview | str | Iterable[bytes] | AsyncIterable[bytes]"
+)
 
 
 class Unset:

@@ -100,7 +100,9 @@ def normalize_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     path = _remove_dot_segments(_percent_encode(parts.path or "/", _PATH_SET))
-    query = f"?{_percent_encode(parts.query, _QUERY_SET)}" if parts.query or url.endswith("?") else ""
+    query = (
+        f"?{_percent_encode(parts.query, _QUERY_SET)}" if parts.query or url.endswith("?") else ""
+    )
     return f"{scheme}://{netloc}{path}{query}"
 
 
@@ -122,13 +124,15 @@ def add_params(url: str, params: ParamsInit | None) -> str:
     if not params:
         return url
     pairs = params.items() if isinstance(params, Mapping) else params
-    encoded = urlencode(
-        [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in pairs]
-    )
+    encoded = urlencode([(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in pairs])
     if not encoded:
         return url
     base, hash_, frag = url.partition("#")
-    sep = "&" if "?" in base and not base.endswith(("?", "&")) else ("" if base.endswith(("?", "&")) else "?")
+    sep = (
+        "&"
+        if "?" in base and not base.endswith(("?", "&"))
+        else ("" if base.endswith(("?", "&")) else "?")
+    )
     return f"{base}{sep}{encoded}{hash_}{frag}"
 
 

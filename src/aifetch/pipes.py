@@ -112,5 +112,3 @@ def raise_for_status() -> PipeSpec:
     """Raise the ``HTTPError`` for a non-2xx response here, inside the chain, so the pipes
     outside it see an exception (the client raises after the chain by default)."""
     return PipeSpec("raise_for_status")
-
-

@@ -85,7 +85,7 @@ class AsyncClient:
             merged = self.headers.copy()
             if headers:
                 extra = Headers(headers)
-                for name in extra.keys():
+                for name in extra:
                     merged.delete(name)
                 for name, value in extra.items():
                     merged.append(name, value)
@@ -197,7 +197,9 @@ def _follow(request: Request, status: int, location: str) -> Request:
         raise RedirectError(f"cannot follow the redirect: {exc}") from None
     method, body = request.method, request.body
     headers = request.headers.copy()
-    if (status in (301, 302) and method == "POST") or (status == 303 and method not in ("GET", "HEAD")):
+    if (status in (301, 302) and method == "POST") or (
+        status == 303 and method not in ("GET", "HEAD")
+    ):
         method, body = "GET", None
         for name in (*_BODY_HEADERS, "content-length", "transfer-encoding"):
             headers.delete(name)

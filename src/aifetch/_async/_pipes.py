@@ -33,7 +33,9 @@ class _Link:
 
     __slots__ = ("next", "pipe")
 
-    def __init__(self, pipe: Callable[[Request, AsyncNext], Awaitable[AsyncResponse]], next: AsyncNext) -> None:
+    def __init__(
+        self, pipe: Callable[[Request, AsyncNext], Awaitable[AsyncResponse]], next: AsyncNext
+    ) -> None:
         self.pipe = pipe
         self.next = next
 
@@ -41,7 +43,9 @@ class _Link:
         return self.pipe(request, self.next)
 
 
-def fold(pipes: Sequence[Callable[[Request, AsyncNext], Awaitable[AsyncResponse]]], send: AsyncNext) -> AsyncNext:
+def fold(
+    pipes: Sequence[Callable[[Request, AsyncNext], Awaitable[AsyncResponse]]], send: AsyncNext
+) -> AsyncNext:
     """Build the chain once: the first pipe is outermost, ``send`` innermost."""
     handler = send
     for pipe in reversed(pipes):
@@ -111,14 +115,29 @@ class _Retry:
         self.max_server_wait = max_server_wait
         self.rand = rand
 
-    def _decide(self, request: Request, attempt: int, status: int | None, kind: str | None,
-                get_header: Callable[[str], str | None] | None) -> Any:
+    def _decide(
+        self,
+        request: Request,
+        attempt: int,
+        status: int | None,
+        kind: str | None,
+        get_header: Callable[[str], str | None] | None,
+    ) -> Any:
         remaining = None if request.deadline is None else request.deadline - time.monotonic()
         return decide_retry(
-            attempt=attempt, max_retries=self.attempts, status=status, error_kind=kind,
-            method=request.method, retry_statuses=self.statuses, retry_methods=self.methods,
-            get_header=get_header, base=self.backoff, cap=self.cap,
-            max_server_wait=self.max_server_wait, now=time.time(), remaining=remaining,
+            attempt=attempt,
+            max_retries=self.attempts,
+            status=status,
+            error_kind=kind,
+            method=request.method,
+            retry_statuses=self.statuses,
+            retry_methods=self.methods,
+            get_header=get_header,
+            base=self.backoff,
+            cap=self.cap,
+            max_server_wait=self.max_server_wait,
+            now=time.time(),
+            remaining=remaining,
             rand=self.rand,
         )
 
@@ -138,7 +157,9 @@ class _Retry:
                 if response.ok or response.status not in self.statuses or not request.replayable:
                     response.retries_taken = attempt
                     return response
-                decision = self._decide(request, attempt, response.status, None, response.headers.get)
+                decision = self._decide(
+                    request, attempt, response.status, None, response.headers.get
+                )
                 if not decision.retry:
                     response.retries_taken = attempt
                     asked = decision.server_asked
@@ -177,17 +198,42 @@ class _Log:
         except Exception as exc:
             ms = (time.perf_counter() - started) * 1000
             self.logger.log(
-                self.level, "%s %s failed after %.1f ms: %s: %s", request.method, url, ms,
-                type(exc).__name__, exc,
-                extra={"aifetch": {"method": request.method, "url": url, "error": type(exc).__name__, "ms": round(ms, 3)}},
+                self.level,
+                "%s %s failed after %.1f ms: %s: %s",
+                request.method,
+                url,
+                ms,
+                type(exc).__name__,
+                exc,
+                extra={
+                    "aifetch": {
+                        "method": request.method,
+                        "url": url,
+                        "error": type(exc).__name__,
+                        "ms": round(ms, 3),
+                    }
+                },
             )
             raise
         ms = (time.perf_counter() - started) * 1000
         self.logger.log(
-            self.level, "%s %s -> %d %s in %.1f ms (retries=%d)", request.method, url,
-            response.status, response.status_text, ms, response.retries_taken,
-            extra={"aifetch": {"method": request.method, "url": url, "status": response.status,
-                               "ms": round(ms, 3), "retries": response.retries_taken}},
+            self.level,
+            "%s %s -> %d %s in %.1f ms (retries=%d)",
+            request.method,
+            url,
+            response.status,
+            response.status_text,
+            ms,
+            response.retries_taken,
+            extra={
+                "aifetch": {
+                    "method": request.method,
+                    "url": url,
+                    "status": response.status,
+                    "ms": round(ms, 3),
+                    "retries": response.retries_taken,
+                }
+            },
         )
         return response
 
@@ -208,4 +254,3 @@ _BUILTINS: dict[str, Callable[..., Callable[[Request, AsyncNext], Awaitable[Asyn
     "log": _Log,
     "raise_for_status": _RaiseForStatus,
 }
-

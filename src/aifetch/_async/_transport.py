@@ -123,7 +123,9 @@ class Transport:
         if request.deadline is not None:
             remaining = request.deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"the total timeout ran out before {_what(request)}", phase="total")
+                raise TimeoutError(
+                    f"the total timeout ran out before {_what(request)}", phase="total"
+                )
             if limit is None or remaining < limit:
                 limit, phase = remaining, "total"
 
@@ -177,7 +179,11 @@ class Transport:
         except builtins.TimeoutError:
             # Before the OSError clause: builtins.TimeoutError is an OSError, and this one
             # is asyncio.timeout's (the wait for the response headers ran out).
-            what = "the total timeout ran out" if phase == "total" else f"no response within {limit:g} s"
+            what = (
+                "the total timeout ran out"
+                if phase == "total"
+                else f"no response within {limit:g} s"
+            )
             raise TimeoutError(f"{what}: {_what(request)}", phase=phase) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(

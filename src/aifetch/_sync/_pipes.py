@@ -34,7 +34,9 @@ class _Link:
 
     __slots__ = ("next", "pipe")
 
-    def __init__(self, pipe: Callable[[Request, Next], Response], next: Next) -> None:
+    def __init__(
+        self, pipe: Callable[[Request, Next], Response], next: Next
+    ) -> None:
         self.pipe = pipe
         self.next = next
 
@@ -42,7 +44,9 @@ class _Link:
         return self.pipe(request, self.next)
 
 
-def fold(pipes: Sequence[Callable[[Request, Next], Response]], send: Next) -> Next:
+def fold(
+    pipes: Sequence[Callable[[Request, Next], Response]], send: Next
+) -> Next:
     """Build the chain once: the first pipe is outermost, ``send`` innermost."""
     handler = send
     for pipe in reversed(pipes):
@@ -112,14 +116,29 @@ class _Retry:
         self.max_server_wait = max_server_wait
         self.rand = rand
 
-    def _decide(self, request: Request, attempt: int, status: int | None, kind: str | None,
-                get_header: Callable[[str], str | None] | None) -> Any:
+    def _decide(
+        self,
+        request: Request,
+        attempt: int,
+        status: int | None,
+        kind: str | None,
+        get_header: Callable[[str], str | None] | None,
+    ) -> Any:
         remaining = None if request.deadline is None else request.deadline - time.monotonic()
         return decide_retry(
-            attempt=attempt, max_retries=self.attempts, status=status, error_kind=kind,
-            method=request.method, retry_statuses=self.statuses, retry_methods=self.methods,
-            get_header=get_header, base=self.backoff, cap=self.cap,
-            max_server_wait=self.max_server_wait, now=time.time(), remaining=remaining,
+            attempt=attempt,
+            max_retries=self.attempts,
+            status=status,
+            error_kind=kind,
+            method=request.method,
+            retry_statuses=self.statuses,
+            retry_methods=self.methods,
+            get_header=get_header,
+            base=self.backoff,
+            cap=self.cap,
+            max_server_wait=self.max_server_wait,
+            now=time.time(),
+            remaining=remaining,
             rand=self.rand,
         )
 
@@ -139,7 +158,9 @@ class _Retry:
                 if response.ok or response.status not in self.statuses or not request.replayable:
                     response.retries_taken = attempt
                     return response
-                decision = self._decide(request, attempt, response.status, None, response.headers.get)
+                decision = self._decide(
+                    request, attempt, response.status, None, response.headers.get
+                )
                 if not decision.retry:
                     response.retries_taken = attempt
                     asked = decision.server_asked
@@ -178,17 +199,42 @@ class _Log:
         except Exception as exc:
             ms = (time.perf_counter() - started) * 1000
             self.logger.log(
-                self.level, "%s %s failed after %.1f ms: %s: %s", request.method, url, ms,
-                type(exc).__name__, exc,
-                extra={"aifetch": {"method": request.method, "url": url, "error": type(exc).__name__, "ms": round(ms, 3)}},
+                self.level,
+                "%s %s failed after %.1f ms: %s: %s",
+                request.method,
+                url,
+                ms,
+                type(exc).__name__,
+                exc,
+                extra={
+                    "aifetch": {
+                        "method": request.method,
+                        "url": url,
+                        "error": type(exc).__name__,
+                        "ms": round(ms, 3),
+                    }
+                },
             )
             raise
         ms = (time.perf_counter() - started) * 1000
         self.logger.log(
-            self.level, "%s %s -> %d %s in %.1f ms (retries=%d)", request.method, url,
-            response.status, response.status_text, ms, response.retries_taken,
-            extra={"aifetch": {"method": request.method, "url": url, "status": response.status,
-                               "ms": round(ms, 3), "retries": response.retries_taken}},
+            self.level,
+            "%s %s -> %d %s in %.1f ms (retries=%d)",
+            request.method,
+            url,
+            response.status,
+            response.status_text,
+            ms,
+            response.retries_taken,
+            extra={
+                "aifetch": {
+                    "method": request.method,
+                    "url": url,
+                    "status": response.status,
+                    "ms": round(ms, 3),
+                    "retries": response.retries_taken,
+                }
+            },
         )
         return response
 
@@ -209,4 +255,3 @@ _BUILTINS: dict[str, Callable[..., Callable[[Request, Next], Response]]] = {
     "log": _Log,
     "raise_for_status": _RaiseForStatus,
 }
-
