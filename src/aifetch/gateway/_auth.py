@@ -1,0 +1,69 @@
+"""Caller authentication: gateway keys from ``Authorization: Bearer`` or ``api-key``.
+
+Keys are looked up by their SHA-256 digest, so the lookup's timing depends on the digest,
+not on how many leading characters of a guess are right; the match is then confirmed with
+``hmac.compare_digest`` (constant time). A key never appears in a message or a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from ._config import CallerConfig
+from ._errors import GatewayError
+
+__all__ = ["Authenticator", "Caller"]
+
+
+class Caller:
+    __slots__ = ("all_models", "key", "models", "name")
+
+    def __init__(self, config: CallerConfig) -> None:
+        self.name = config.name
+        self.key = config.key.encode()
+        self.all_models = "*" in config.models
+        self.models = frozenset(config.models)
+
+    def may_use(self, model: str) -> bool:
+        return self.all_models or model in self.models
+
+
+_MISSING = GatewayError(
+    401,
+    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'.",
+    code="missing_api_key",
+)
+_WRONG = GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+class Authenticator:
+    """Finds the caller a request's key belongs to; a no-op when no callers are configured."""
+
+    def __init__(self, callers: Sequence[CallerConfig]) -> None:
+        self.enabled = bool(callers)
+        self._by_digest = {hashlib.sha256(c.key.encode()).digest(): Caller(c) for c in callers}
+
+    def authenticate(self, headers: list[tuple[bytes, bytes]]) -> Caller | None:
+        """The caller, ``None`` when auth is off; raises a 401 GatewayError otherwise."""
+        if not self.enabled:
+            return None
+        key = _presented_key(headers)
+        if key is None:
+            raise _MISSING
+        caller = self._by_digest.get(hashlib.sha256(key).digest())
+        if caller is None or not hmac.compare_digest(caller.key, key):
+            raise _WRONG
+        return caller
+
+
+def _presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+        elif name == b"api-key" and value.strip():
+            return value.strip()
+    return None

@@ -1,0 +1,174 @@
+"""What flows through one model call: the ``Call`` pipes see, the ``Reply`` they get back,
+and the ``Flight`` that lets a disconnect or a shutdown stop the call from outside."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    import aifetch
+    from aifetch.sse import ServerSentEvent, SSEBlockSplitter
+
+    from ._parse import RoutingFields
+
+__all__ = ["Call", "EventHook", "Flight", "Next", "Pipe", "Reply", "StreamSource"]
+
+_encode = msgspec.json.Encoder().encode
+
+# A stream hook sees each event after the commit point. It returns the event to relay
+# (the same object: the upstream's bytes go out untouched; a new one: it is re-encoded),
+# or None to drop it.
+EventHook = Callable[["ServerSentEvent"], "ServerSentEvent | None"]
+
+
+class Call:
+    """One model call as gateway pipes see it.
+
+    ``body`` decodes the caller's JSON lazily, on first access, and from then on the
+    gateway re-encodes it before sending: a pipe that never touches it costs nothing.
+    ``model`` is the public model name; a pipe may change it to another configured name.
+    """
+
+    __slots__ = ("_body", "_raw", "caller", "extensions", "fields", "headers", "model", "route")
+
+    def __init__(
+        self,
+        route: str,
+        raw: bytes,
+        fields: RoutingFields,
+        caller: str | None,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.route = route
+        self._raw = raw
+        self._body: dict[str, Any] | None = None
+        self.fields = fields
+        self.model = fields.model
+        self.caller = caller
+        # The caller's request headers (ASGI form, names lower-case), for inspection only:
+        # none of them is forwarded upstream.
+        self.headers = headers
+        self.extensions: dict[str, Any] = {}
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.fields.stream)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            decoded = msgspec.json.decode(self._raw)
+            self._body = decoded if isinstance(decoded, dict) else {}
+        return self._body
+
+    def header(self, name: str) -> str | None:
+        """The first value of request header ``name`` (case-insensitive)."""
+        key = name.lower().encode("latin-1")
+        for k, v in self.headers:
+            if k == key:
+                return v.decode("latin-1")
+        return None
+
+    def raw_body(self) -> bytes:
+        """The body as it will be sent (re-encoded only if a pipe looked at ``body``)."""
+        if self._body is None:
+            return self._raw
+        return _encode(self._body)
+
+    def __repr__(self) -> str:
+        return f"Call({self.route} model={self.model!r} caller={self.caller!r})"
+
+
+@dataclass(slots=True)
+class StreamSource:
+    """An upstream stream past its commit point: the open response and what was read."""
+
+    response: aifetch.AsyncResponse
+    chunks: AsyncIterator[bytes]
+    splitter: SSEBlockSplitter
+    # Blocks read up to and including the first content event (and any after it in the
+    # same read), relayed first.
+    held: list[bytes]
+
+
+@dataclass(slots=True)
+class Reply:
+    """The outcome of a call as pipes see it on the way back.
+
+    Non-stream: ``content`` holds the whole body. Stream: ``source`` is the open upstream
+    stream; register ``on_event`` hooks to observe or change events as they pass.
+    """
+
+    status: int
+    headers: list[tuple[str, str]]
+    content: bytes | None = None
+    source: StreamSource | None = None
+    upstream: str | None = None
+    upstream_model: str | None = None
+    retries: int = 0
+    fallbacks: int = 0
+    upstream_time: float = 0.0
+    hooks: list[EventHook] = field(default_factory=list)
+
+    @property
+    def stream(self) -> bool:
+        return self.source is not None
+
+    def on_event(self, hook: EventHook) -> None:
+        """Run ``hook`` on each event of the stream as it passes (not buffered)."""
+        self.hooks.append(hook)
+
+    def json(self) -> Any:
+        """The non-stream body decoded (``None`` for streams)."""
+        return None if self.content is None else msgspec.json.decode(self.content)
+
+    def set_json(self, value: Any) -> None:
+        """Replace the non-stream body."""
+        self.content = _encode(value)
+
+
+Next = Callable[[Call], Awaitable[Reply]]
+Pipe = Callable[[Call, Next], Awaitable[Reply]]
+
+
+class Flight:
+    """Stops one in-flight call from outside: the caller went away, or shutdown came.
+
+    ``reason`` is ``None`` while the call runs, then ``"disconnect"`` or ``"shutdown"``.
+    The current upstream attempt's AbortController is aborted unless the model drains.
+    """
+
+    __slots__ = ("_event", "controller", "drain", "reason")
+
+    def __init__(self, drain: bool = False) -> None:
+        self.controller: aifetch.AbortController | None = None
+        self.reason: str | None = None
+        self.drain = drain
+        self._event: Any = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            if self._event is not None:
+                self._event.set()
+        # A drained call keeps reading after the caller left (for usage); a shutdown
+        # always ends it, draining or not.
+        if self.controller is not None and (reason == "shutdown" or not self.drain):
+            self.controller.abort(reason)
+
+    async def pause(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds; ``False`` if the flight was stopped meanwhile."""
+        if self.reason is not None:
+            return False
+        if self._event is None:
+            self._event = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._event.wait(), delay)
+        except TimeoutError:
+            return True
+        return False

@@ -1,0 +1,313 @@
+"""The gateway's configuration: one YAML file → typed, validated msgspec Structs.
+
+Validation happens once, at start-up. Every message names the key path that is wrong
+(``models.gpt-4o.targets[0].upstream: ...``) and says what was expected, so a typo is fixed
+without reading source. ``${NAME}`` (or ``${NAME:-default}``) in any string value is
+replaced from the environment, which is how secrets stay out of the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+import yaml
+
+__all__ = [
+    "CallerConfig",
+    "ConfigError",
+    "CorsConfig",
+    "GatewayConfig",
+    "LimitsConfig",
+    "MockConfig",
+    "ModelConfig",
+    "PipeConfig",
+    "RetryConfig",
+    "ServerConfig",
+    "TargetConfig",
+    "TimeoutConfig",
+    "UpstreamConfig",
+    "default_config",
+    "is_loopback_host",
+    "load_config",
+    "parse_config",
+]
+
+
+_T = TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key path and the problem."""
+
+
+# Every section forbids unknown keys: a misspelt key must not be silently ignored.
+
+
+class TimeoutConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Seconds per phase (``null`` = no limit); see ``aifetch.Timeout``."""
+
+    connect: float | None = 10.0
+    first_byte: float | None = 120.0
+    idle: float | None = 120.0
+    total: float | None = None
+
+
+class MockConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The built-in ``mock`` provider's behaviour."""
+
+    chunks: int = 8
+    interval: float = 0.0
+    text: str = "Hello from the aifetch mock provider. It streams deterministic chunks."
+
+
+class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    kind: Literal["openai", "mock"] = "openai"
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = {}
+    timeout: TimeoutConfig = TimeoutConfig()
+    max_connections: int = 100
+    mock: MockConfig = MockConfig()
+
+
+class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    upstream: str
+    # The model name the upstream knows; defaults to the public name.
+    model: str | None = None
+
+
+class RetryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Attempts per target before moving to the next fallback target."""
+
+    attempts: int = 2
+    backoff: float = 0.25
+    cap: float = 4.0
+    # A server-given Retry-After longer than this is not waited for: the next target is
+    # tried instead (or the 429 passed on).
+    max_server_wait: float = 10.0
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    targets: list[TargetConfig]
+    retry: RetryConfig = RetryConfig()
+    # On caller disconnect: cancel the upstream call at once, or read it to the end so
+    # that its usage is recorded (DESIGN.md §3, disconnects).
+    on_disconnect: Literal["cancel", "drain"] = "cancel"
+
+
+class CallerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    name: str
+    key: str
+    # Public model names this caller may use; ``["*"]`` for all.
+    models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+
+
+class CorsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    allow_origins: list[str] = []
+    allow_headers: list[str] = msgspec.field(
+        default_factory=lambda: ["authorization", "content-type", "api-key"]
+    )
+    max_age: int = 600
+
+
+class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # ``: ping`` comment interval while waiting and between chunks; 0 disables.
+    heartbeat: float = 15.0
+    # Graceful shutdown: in-flight streams get this long, then end with an error event.
+    shutdown_grace: float = 20.0
+    access_log: bool = True
+
+
+class PipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # ``module:attr``. With ``options``, attr is a factory called as ``attr(**options)``.
+    use: str
+    options: dict[str, Any] | None = None
+
+
+class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    upstreams: dict[str, UpstreamConfig]
+    models: dict[str, ModelConfig]
+    callers: list[CallerConfig] = []
+    cors: CorsConfig = CorsConfig()
+    limits: LimitsConfig = LimitsConfig()
+    server: ServerConfig = ServerConfig()
+    pipes: list[PipeConfig] = []
+
+
+def default_config() -> GatewayConfig:
+    """What ``aifetch serve`` runs with no config: one ``mock-gpt`` model, no callers."""
+    return GatewayConfig(
+        upstreams={"mock": UpstreamConfig(kind="mock")},
+        models={"mock-gpt": ModelConfig(targets=[TargetConfig(upstream="mock")])},
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read, interpolate and validate a YAML config file; raises ``ConfigError``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{os.fspath(path)}: not valid YAML: {exc}") from None
+    return parse_config(raw, env)
+
+
+def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate an already-parsed mapping (as ``yaml.safe_load`` returns it)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config: expected a mapping at the top level")
+    data = _interpolate(raw, os.environ if env is None else env, "")
+    # msgspec reports a mapping's entries as ``[...]``; converting the named entries one by
+    # one first lets the message name the upstream or model that is wrong.
+    for section, kind in (("upstreams", UpstreamConfig), ("models", ModelConfig)):
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            for name, entry in entries.items():
+                _convert(entry, kind, f"{section}.{name}")
+    config = _convert(data, GatewayConfig, "")
+    _check(config)
+    return config
+
+
+def _convert(data: Any, kind: type[_T], prefix: str) -> _T:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_msgspec_message(str(exc), prefix)) from None
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: str) -> Any:
+    if isinstance(value, str):
+        return _substitute(value, env, path)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, _join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _substitute(text: str, env: Mapping[str, str], path: str) -> str:
+    if "${" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        # The message names the variable, never a value.
+        raise ConfigError(f"{path or 'config'}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(replace, text)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+def _msgspec_message(text: str, prefix: str) -> str:
+    """``Expected `int`, got `str` - at `$.server.port``` → ``server.port: Expected ...``."""
+    match = _MSGSPEC_PATH.search(text)
+    if not match:
+        return f"{prefix or 'config'}: {text}"
+    path = (prefix + match.group(1)).lstrip(".") or "config"
+    return f"{path}: {text[: match.start()]}"
+
+
+def _check(config: GatewayConfig) -> None:
+    """Cross-field rules msgspec cannot express."""
+    if not config.models:
+        raise ConfigError("models: at least one model is required")
+    for name, upstream in config.upstreams.items():
+        _check_upstream(f"upstreams.{name}", upstream)
+    for name, model in config.models.items():
+        _check_model(f"models.{name}", model, config.upstreams)
+    seen_keys: set[str] = set()
+    for i, caller in enumerate(config.callers):
+        path = f"callers[{i}]"
+        if not caller.key:
+            raise ConfigError(f"{path}.key: must not be empty")
+        if caller.key in seen_keys:
+            raise ConfigError(f"{path}.key: the same key is given to two callers")
+        seen_keys.add(caller.key)
+        for j, model_name in enumerate(caller.models):
+            if model_name != "*" and model_name not in config.models:
+                raise ConfigError(f"{path}.models[{j}]: unknown model {model_name!r}")
+    _positive("limits.max_body_bytes", config.limits.max_body_bytes)
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError("server.port: must be between 0 and 65535")
+    if config.server.heartbeat < 0 or config.server.shutdown_grace < 0:
+        raise ConfigError("server: heartbeat and shutdown_grace must not be negative")
+    for i, pipe in enumerate(config.pipes):
+        if pipe.use.count(":") != 1 or not all(pipe.use.split(":")):
+            raise ConfigError(f"pipes[{i}].use: expected 'module:attr', got {pipe.use!r}")
+
+
+def _check_upstream(path: str, upstream: UpstreamConfig) -> None:
+    if upstream.kind == "openai":
+        if not upstream.base_url:
+            raise ConfigError(f"{path}.base_url: required for kind 'openai'")
+        parts = urlsplit(upstream.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{path}.base_url: expected an http(s) URL with a host")
+        if parts.username or parts.password:
+            raise ConfigError(f"{path}.base_url: put credentials in api_key, not in the URL")
+    _positive(f"{path}.max_connections", upstream.max_connections)
+    _positive(f"{path}.mock.chunks", upstream.mock.chunks)
+    for phase in ("connect", "first_byte", "idle", "total"):
+        value = getattr(upstream.timeout, phase)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{path}.timeout.{phase}: must be positive or null")
+
+
+def _check_model(path: str, model: ModelConfig, upstreams: dict[str, UpstreamConfig]) -> None:
+    if not model.targets:
+        raise ConfigError(f"{path}.targets: at least one target is required")
+    for i, target in enumerate(model.targets):
+        if target.upstream not in upstreams:
+            known = ", ".join(sorted(upstreams)) or "none"
+            raise ConfigError(
+                f"{path}.targets[{i}].upstream: unknown upstream {target.upstream!r}"
+                f" (known: {known})"
+            )
+    _positive(f"{path}.retry.attempts", model.retry.attempts)
+
+
+def _positive(path: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{path}: must be at least 1")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for hosts that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,56 @@
+"""CORS (Fetch standard §3.2): preflight answers and the headers an allowed origin gets,
+so a browser app can call the gateway directly with its own short-lived gateway key."""
+
+from __future__ import annotations
+
+from ._config import CorsConfig
+
+__all__ = ["Cors"]
+
+_METHODS = b"GET, POST, OPTIONS"
+_EXPOSE = b"server-timing, retry-after, x-request-id"
+
+
+class Cors:
+    def __init__(self, config: CorsConfig) -> None:
+        self.enabled = bool(config.allow_origins)
+        self.any_origin = "*" in config.allow_origins
+        self.origins = frozenset(o.rstrip("/").encode() for o in config.allow_origins)
+        self.allow_headers = frozenset(h.lower().encode() for h in config.allow_headers)
+        self.max_age = str(config.max_age).encode()
+
+    def origin_of(self, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The request's Origin when it is allowed, else ``None``."""
+        if not self.enabled:
+            return None
+        for name, value in headers:
+            if name == b"origin":
+                return value if (self.any_origin or value in self.origins) else None
+        return None
+
+    def response_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
+        # The origin is echoed (not "*") so credentials-mode requests work; Vary keeps
+        # shared caches from serving one origin's answer to another.
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"origin"),
+            (b"access-control-expose-headers", _EXPOSE),
+        ]
+
+    def preflight(
+        self, origin: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]] | None:
+        """Headers for a 204 preflight answer, or ``None`` if the request asks too much."""
+        requested = b""
+        for name, value in headers:
+            if name == b"access-control-request-headers":
+                requested = value
+        wanted = [h.strip().lower() for h in requested.split(b",") if h.strip()]
+        if any(h not in self.allow_headers for h in wanted):
+            return None
+        return [
+            *self.response_headers(origin),
+            (b"access-control-allow-methods", _METHODS),
+            (b"access-control-allow-headers", b", ".join(sorted(self.allow_headers))),
+            (b"access-control-max-age", self.max_age),
+        ]

@@ -1,0 +1,127 @@
+"""Parse only what the gateway routes on; patch the body only when it must change.
+
+The request body is kept as the caller's raw bytes. ``decode_fields`` reads just ``model``,
+``stream`` and ``stream_options`` (msgspec skips every other field without building it).
+``patch_body`` changes the body for one upstream target: the model name (only if the target
+names a different one) and ``stream_options.include_usage`` for streams. Adding
+``stream_options`` when the caller sent none is a bytes-level splice after the opening
+``{`` (no decode at all); every other change decodes to a dict and re-encodes, which is
+the rare path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ._errors import GatewayError
+
+__all__ = ["RoutingFields", "decode_fields", "patch_body"]
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class RoutingFields(msgspec.Struct):
+    model: str
+    stream: bool | None = None
+    stream_options: _StreamOptions | None = None
+
+    @property
+    def wants_usage(self) -> bool:
+        """The caller itself asked for the usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+_decoder = msgspec.json.Decoder(RoutingFields)
+_encode = msgspec.json.Encoder().encode
+
+
+def decode_fields(body: bytes) -> RoutingFields:
+    """The routing fields, or a 400 GatewayError naming what is wrong."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if "missing required field `model`" in text:
+            raise GatewayError(
+                400,
+                "you must provide a model parameter",
+                param="model",
+                code="missing_required_parameter",
+            ) from None
+        param = _param_of(text)
+        raise GatewayError(400, f"invalid request body: {text}", param=param) from None
+    except msgspec.DecodeError:
+        raise GatewayError(
+            400,
+            "We could not parse the JSON body of your request. Send a valid JSON object.",
+            code="invalid_json",
+        ) from None
+
+
+def _param_of(text: str) -> str | None:
+    marker = "- at `$."
+    start = text.find(marker)
+    if start < 0:
+        return None
+    return text[start + len(marker) :].rstrip("`") or None
+
+
+_USAGE_ON = b'"stream_options":{"include_usage":true},'
+_AFTER_KEY = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
+
+
+def _rename_in_place(body: bytes, public: str, upstream: str) -> bytes | None:
+    """Swap the model value at the bytes level, or ``None`` when that is not provably safe.
+
+    A quote inside a JSON string is escaped, so the bytes ``"model"`` followed by ``:``
+    occur only as a key. Without ``\\u`` escapes (the only way to spell that key another
+    way) the top-level key ``decode_fields`` read is spelt so; when the bytes occur exactly
+    once, they are that key, and its value is replaced if spelt as msgspec encodes it.
+    """
+    key = b'"model"'
+    if body.count(key) != 1 or b"\\u" in body:
+        return None
+    after = _AFTER_KEY.match(body, body.index(key) + len(key))
+    if after is None:
+        return None
+    start = after.end()
+    old = _encode(public)
+    if not body.startswith(old, start):
+        return None
+    return body[:start] + _encode(upstream) + body[start + len(old) :]
+
+
+def patch_body(body: bytes, fields: RoutingFields, upstream_model: str, force_usage: bool) -> bytes:
+    """``body`` as one upstream target must receive it.
+
+    ``force_usage``: the call streams and the gateway wants the usage chunk.
+    """
+    rename = upstream_model != fields.model
+    add_usage = force_usage and not fields.wants_usage
+    if not rename and not add_usage:
+        return body
+    if rename:
+        renamed = _rename_in_place(body, fields.model, upstream_model)
+        if renamed is not None:
+            body, rename = renamed, False
+            if not add_usage:
+                return body
+    if add_usage and not rename and fields.stream_options is None:
+        # The body decoded as a JSON object with a "model" key, so after its first "{"
+        # another member follows: a leading member plus "," keeps it valid.
+        start = body.index(b"{") + 1
+        return body[:start] + _USAGE_ON + body[start:]
+    data: dict[str, Any] = msgspec.json.decode(body)
+    if rename:
+        data["model"] = upstream_model
+    if add_usage:
+        options = data.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        options["include_usage"] = True
+        data["stream_options"] = options
+    return _encode(data)

@@ -1,0 +1,181 @@
+"""Gateway pipes: the client's pipe model on the server side.
+
+A gateway pipe is ``async def pipe(call: Call, next: Next) -> Reply``. Before ``next`` it
+may inspect or change the call (``call.body``, ``call.model``) or reject it by raising
+``GatewayError``; after ``next`` it may inspect or change the reply, and for a stream
+register ``reply.on_event(hook)`` to see each event as it passes (nothing is buffered).
+Pipes come from config as ``module:attr``; the chain is folded once, at app creation, and
+with no pipes configured the call goes straight to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ._call import Call, Next, Pipe, Reply
+from ._config import ConfigError, PipeConfig
+from ._errors import GatewayError
+
+__all__ = ["fold", "load_pipes", "log_calls", "request_policy"]
+
+
+def load_pipes(configs: Sequence[PipeConfig]) -> list[Pipe]:
+    """Import each configured pipe; ``ConfigError`` names the entry that fails."""
+    pipes = []
+    for i, config in enumerate(configs):
+        module_name, _, attr = config.use.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"pipes[{i}].use: cannot load {config.use!r}: {exc}") from None
+        if config.options is not None:
+            try:
+                target = target(**config.options)
+            except TypeError as exc:
+                raise ConfigError(f"pipes[{i}].options: {exc}") from None
+        if not callable(target):
+            raise ConfigError(f"pipes[{i}].use: {config.use!r} is not callable")
+        pipes.append(target)
+    return pipes
+
+
+def fold(pipes: Sequence[Pipe], terminal: Next) -> Next:
+    """The chain as one callable; the first pipe runs outermost."""
+    chain = terminal
+    for pipe in reversed(pipes):
+        chain = _link(pipe, chain)
+    return chain
+
+
+def _link(pipe: Pipe, next_: Next) -> Next:
+    async def linked(call: Call) -> Reply:
+        return await pipe(call, next_)
+
+    return linked
+
+
+# ---------------------------------------------------------------------------- built-ins
+
+
+def request_policy(
+    *,
+    allow_params: Sequence[str] | None = None,
+    deny_params: Sequence[str] = (),
+    max_tokens: int | None = None,
+    system_prompt: str | None = None,
+) -> Pipe:
+    """A request policy: which body fields are allowed, a ``max_tokens`` cap, and an
+    optional system message put first.
+
+    ``allow_params``: if given, any other top-level field is rejected (400, ``param`` named).
+    ``max_tokens``: a larger ``max_tokens``/``max_completion_tokens`` is lowered to it, and a
+    missing one set to it.
+    """
+    allowed = frozenset(allow_params) | {"model"} if allow_params is not None else None
+    denied = frozenset(deny_params)
+
+    async def policy(call: Call, next: Next) -> Reply:
+        body = call.body
+        for name in body:
+            if name in denied or (allowed is not None and name not in allowed):
+                raise GatewayError(400, f"the parameter '{name}' is not allowed here", param=name)
+        if max_tokens is not None:
+            _cap_tokens(body, max_tokens)
+        if system_prompt is not None and isinstance(body.get("messages"), list):
+            body["messages"].insert(0, {"role": "system", "content": system_prompt})
+        return await next(call)
+
+    return policy
+
+
+def _cap_tokens(body: dict[str, Any], cap: int) -> None:
+    present = [k for k in ("max_tokens", "max_completion_tokens") if k in body]
+    for key in present:
+        value = body[key]
+        if not isinstance(value, int) or value > cap:
+            body[key] = cap
+    if not present:
+        body["max_tokens"] = cap
+
+
+def log_calls(*, logger: str = "aifetch.gateway.calls", level: str = "INFO") -> Pipe:
+    """Log each call and its reply, redacted: field names, message roles and content
+    *lengths*, never content, keys or headers."""
+    log = logging.getLogger(logger)
+    lvl = logging.getLevelName(level.upper())
+    if not isinstance(lvl, int):
+        raise TypeError(f"unknown log level {level!r}")
+
+    async def logged(call: Call, next: Next) -> Reply:
+        if not log.isEnabledFor(lvl):
+            return await next(call)
+        log.log(
+            lvl,
+            "call %s model=%s caller=%s %s",
+            call.route,
+            call.model,
+            call.caller,
+            _shape(call.body),
+        )
+        try:
+            reply = await next(call)
+        except GatewayError as exc:
+            log.log(
+                lvl, "reply %s model=%s error=%s %s", call.route, call.model, exc.status, exc.code
+            )
+            raise
+        if reply.stream:
+            counter = _EventCounter(log, lvl, call)
+            reply.on_event(counter)
+        else:
+            log.log(
+                lvl,
+                "reply %s model=%s status=%s bytes=%d",
+                call.route,
+                call.model,
+                reply.status,
+                len(reply.content or b""),
+            )
+        return reply
+
+    return logged
+
+
+def _shape(body: dict[str, Any]) -> str:
+    """A redacted outline of a request body."""
+    parts = [f"fields={','.join(sorted(body))}"]
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        outline = []
+        for m in messages:
+            if isinstance(m, dict):
+                content = m.get("content")
+                size = len(content) if isinstance(content, str | list) else 0
+                outline.append(f"{m.get('role')}:{size}")
+        parts.append(f"messages=[{' '.join(outline)}]")
+    return " ".join(parts)
+
+
+class _EventCounter:
+    """A stream hook that counts events and logs once at ``[DONE]``."""
+
+    def __init__(self, log: logging.Logger, level: int, call: Call) -> None:
+        self.log, self.level, self.call, self.count = log, level, call, 0
+
+    def __call__(self, event: Any) -> Any:
+        if event.data == "[DONE]":
+            self.log.log(
+                self.level,
+                "reply %s model=%s stream events=%d",
+                self.call.route,
+                self.call.model,
+                self.count,
+            )
+        else:
+            self.count += 1
+        return event

@@ -1,0 +1,334 @@
+"""The streaming relay: upstream SSE bytes to the caller, block by block, as they arrive.
+
+Past the commit point (see ``_upstreams``) each upstream read is cut into raw SSE blocks
+with ``SSEBlockSplitter`` and sent on unchanged, whole blocks only, so a final ``error``
+event can never fuse with half an upstream event. Looking inside a block is kept to
+substring tests (``error``, ``"usage"``, and ``[DONE]`` on a read's last block); a block is
+decoded only when it may be an error event or the usage chunk (``"choices":[]`` with a
+``usage`` object), or when a pipe asked to see events.
+
+A failure after the commit point ends the stream with an OpenAI-shaped SSE ``error`` event
+and no ``data: [DONE]`` (DESIGN.md §3), so a truncated answer never looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+import aifetch
+from aifetch.sse import encode_comment, encode_event, parse_block
+
+from ._call import EventHook, Flight, Reply
+from ._errors import GatewayError, error_event
+from ._upstreams import error_message_of, is_error_data
+
+__all__ = ["Downstream", "LazyWatch", "RelayOutcome", "heartbeat", "relay", "watch_disconnect"]
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+log = logging.getLogger("aifetch.gateway")
+
+PING = encode_comment("ping")
+SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+class Downstream:
+    """The caller's side of one streamed response."""
+
+    __slots__ = ("begun", "early_headers", "last", "send", "started")
+
+    def __init__(self, send: Send, early_headers: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.started = False
+        self.begun = self.last = time.monotonic()
+        # Headers for a commit forced by a heartbeat before the first content event.
+        self.early_headers = early_headers
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.started:
+            return
+        self.started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+async def heartbeat(down: Downstream, interval: float) -> None:
+    """Send ``: ping`` whenever ``interval`` seconds pass without a write.
+
+    Before the first content event this commits the response early (200, event stream):
+    a load balancer would otherwise cut a slow first token. Fallback still works after
+    such a commit (no content was sent), but a final failure then arrives as an SSE error
+    event instead of an HTTP status.
+    """
+    while True:
+        wait = down.last + interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            continue
+        if not down.started:
+            # Server-Timing on an early commit: how long the gateway had waited so far.
+            waited = b"wait;dur=%.3f" % ((time.monotonic() - down.begun) * 1000)
+            await down.start(200, [*down.early_headers, (b"server-timing", waited)])
+        await down.write(PING)
+
+
+async def watch_disconnect(receive: Receive, flight: Flight) -> None:
+    """Stop the flight when the caller goes away (ASGI ``http.disconnect``)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            flight.stop("disconnect")
+            return
+
+
+class LazyWatch:
+    """``watch_disconnect`` started only once a call has run for ``delay`` seconds.
+
+    Most non-stream calls end sooner and never pay for a task (a timer handle costs
+    ~0.5 us here against ~3.5 us for a task and its cancellation, uvloop); a caller that
+    leaves a long call is still noticed within ``delay`` of the watch starting.
+    """
+
+    __slots__ = ("_flight", "_handle", "_receive", "_task")
+
+    def __init__(self, receive: Receive, flight: Flight, delay: float) -> None:
+        self._receive = receive
+        self._flight = flight
+        self._task: asyncio.Task[None] | None = None
+        self._handle = asyncio.get_running_loop().call_later(delay, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(watch_disconnect(self._receive, self._flight))
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+class _UsageFields(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _UsageChunk(msgspec.Struct):
+    choices: list[Any] | None = None
+    usage: _UsageFields | None = None
+
+
+_usage_decoder = msgspec.json.Decoder(_UsageChunk)
+
+
+class RelayOutcome:
+    """What the relay saw: usage, the final error (if any), timing."""
+
+    __slots__ = ("caller_gone", "done", "error", "usage")
+
+    def __init__(self) -> None:
+        self.usage: tuple[int, int] | None = None
+        self.error: GatewayError | None = None
+        self.done = False
+        # The caller left before the stream ended (set before the response is ended, so
+        # a disconnect noticed after a complete answer does not count).
+        self.caller_gone = False
+
+
+class _BlockFilter:
+    """Per-batch block checks: error events, the usage chunk, pipe hooks."""
+
+    __slots__ = ("hooks", "outcome", "strip", "upstream")
+
+    def __init__(
+        self, outcome: RelayOutcome, strip: bool, hooks: list[EventHook], upstream: str
+    ) -> None:
+        self.outcome = outcome
+        self.strip = strip
+        self.hooks = hooks
+        self.upstream = upstream
+
+    def process(self, blocks: list[bytes]) -> bytes:
+        # ``keep`` stays None (no copy) until a block is dropped: the usual case.
+        keep: list[bytes] | None = None
+        for i, block in enumerate(blocks):
+            if b"error" in block and self._error_in(block):
+                if keep is None:
+                    keep = blocks[:i]
+                break
+            if b'"usage"' in block:
+                if b'"usage":null' in block:
+                    if self.strip:
+                        if keep is None:
+                            keep = blocks[:i]
+                        keep.append(_without_null_usage(block))
+                        continue
+                elif self._usage_in(block):
+                    if keep is None:
+                        keep = blocks[:i]
+                    continue
+            if keep is not None:
+                keep.append(block)
+        if keep is None:
+            keep = blocks
+        if keep and b"[DONE]" in keep[-1]:
+            self.outcome.done = True
+        if self.hooks:
+            keep = self._hooked(keep)
+        if not keep:
+            return b""
+        return keep[0] if len(keep) == 1 else b"".join(keep)
+
+    def _error_in(self, block: bytes) -> bool:
+        event = parse_block(block, stream_start=False)
+        if event is None or not (event.event == "error" or is_error_data(event.data)):
+            return False
+        message = error_message_of(event.data) or "error event"
+        self.outcome.error = GatewayError(
+            502, f"upstream '{self.upstream}' sent an error: {message}", code="upstream_error_event"
+        )
+        return True
+
+    def _usage_in(self, block: bytes) -> bool:
+        """Record usage; True when ``block`` is the usage chunk and must be stripped."""
+        event = parse_block(block, stream_start=False)
+        if event is None or not event.data.startswith("{"):
+            return False
+        try:
+            chunk = _usage_decoder.decode(event.data)
+        except msgspec.DecodeError:
+            return False
+        if chunk.usage is None:
+            return False
+        self.outcome.usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        return self.strip and chunk.choices == []
+
+    def _hooked(self, blocks: list[bytes]) -> list[bytes]:
+        out = []
+        for block in blocks:
+            event = parse_block(block, stream_start=False)
+            if event is None:
+                out.append(block)
+                continue
+            result: aifetch.sse.ServerSentEvent | None = event
+            for hook in self.hooks:
+                result = hook(result) if result is not None else None
+            if result is event:
+                out.append(block)
+            elif result is not None:
+                out.append(_encode(result))
+        return out
+
+
+def _without_null_usage(block: bytes) -> bytes:
+    """``block`` without the ``"usage":null`` member OpenAI adds to every chunk once
+    ``include_usage`` is set: the caller who did not ask gets the bytes it would have got."""
+    stripped = block.replace(b',"usage":null', b"")
+    if len(stripped) == len(block):
+        stripped = block.replace(b'"usage":null,', b"")
+    return stripped
+
+
+def _encode(event: aifetch.sse.ServerSentEvent) -> bytes:
+    return encode_event(
+        event.data,
+        event=None if event.event == "message" else event.event,
+        id=event.id or None,
+        retry=event.retry,
+    )
+
+
+async def relay(
+    reply: Reply,
+    down: Downstream,
+    flight: Flight,
+    *,
+    strip_usage: bool,
+    on_gap: Callable[[float], None] | None = None,
+) -> RelayOutcome:
+    """Relay the committed stream in ``reply`` to ``down``; never raises for upstream faults.
+
+    The caller's response is ended here, with an error event when the stream failed.
+    """
+    source = reply.source
+    assert source is not None
+    outcome = RelayOutcome()
+    filt = _BlockFilter(outcome, strip_usage, reply.hooks, reply.upstream or "?")
+    name = reply.upstream or "?"
+    try:
+        out = filt.process(source.held)
+        if out and flight.reason is None:
+            await down.write(out)
+        if outcome.error is None:
+            await _pump(source, filt, down, flight, on_gap)
+    except aifetch.AbortError:
+        if flight.reason == "shutdown":
+            outcome.error = GatewayError(503, "the gateway is shutting down", code="shutting_down")
+    except aifetch.TimeoutError as exc:
+        outcome.error = GatewayError(
+            504, f"upstream '{name}' timed out ({exc.phase})", code="upstream_timeout"
+        )
+    except (aifetch.NetworkError, aifetch.SSEError, OSError):
+        outcome.error = GatewayError(
+            502, f"upstream '{name}' broke the connection mid-stream", code="upstream_reset"
+        )
+    except Exception:
+        # A bug (in a pipe's event hook, say) must still end the stream as an error.
+        log.exception("stream relay failed")
+        outcome.error = GatewayError(
+            500, "the gateway failed while relaying the stream", code="internal_error"
+        )
+    finally:
+        await source.response.aclose()
+    if outcome.error is None and not outcome.done and flight.reason is None:
+        outcome.error = GatewayError(
+            502, f"upstream '{name}' ended the stream before [DONE]", code="upstream_incomplete"
+        )
+    if flight.reason == "disconnect":
+        outcome.caller_gone = True
+        return outcome
+    await down.end(error_event(outcome.error) if outcome.error is not None else b"")
+    return outcome
+
+
+async def _pump(
+    source: Any,
+    filt: _BlockFilter,
+    down: Downstream,
+    flight: Flight,
+    on_gap: Callable[[float], None] | None,
+) -> None:
+    """The hot loop: one upstream read → its complete blocks → one send."""
+    splitter = source.splitter
+    outcome = filt.outcome
+    clock = time.perf_counter
+    previous = clock()
+    async for chunk in source.chunks:
+        if on_gap is not None:
+            now = clock()
+            on_gap(now - previous)
+            previous = now
+        blocks = splitter.feed(chunk)
+        if not blocks:
+            continue
+        out = filt.process(blocks)
+        if out and flight.reason is None:
+            await down.write(out)
+        if outcome.error is not None:
+            return
+    tail = splitter.close()
+    if tail:
+        out = filt.process([tail])
+        if out and flight.reason is None:
+            await down.write(out)

@@ -1,0 +1,141 @@
+"""How the gateway runs: uvicorn with uvloop and httptools, and a graceful shutdown.
+
+On SIGINT/SIGTERM uvicorn stops accepting and waits for open connections; the gateway
+refuses new calls at once, lets streams in flight run for ``server.shutdown_grace``
+seconds, then ends the rest with an SSE error event (DESIGN.md §3) so no caller is left
+with a stream that silently stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from typing import Any
+
+import uvicorn
+
+from ._app import GatewayApp, create_app
+from ._config import GatewayConfig, default_config, is_loopback_host, load_config
+
+__all__ = ["GatewayServer", "startup_line", "uvicorn_config"]
+
+log = logging.getLogger("aifetch.gateway")
+
+# uvicorn's own deadline, past the gateway's: by then every stream got its error event.
+_SHUTDOWN_MARGIN = 5.0
+
+
+async def _unset_app(scope: Any, receive: Any, send: Any) -> None:
+    """Placeholder until ``GatewayServer.serve`` builds the app in its own process."""
+    raise RuntimeError("the gateway app is built when the server starts")
+
+
+def uvicorn_config(
+    config: GatewayConfig, *, host: str, port: int, workers: int = 1
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        _unset_app,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        interface="asgi3",
+        lifespan="on",
+        # The access log is the gateway's own JSON line; uvicorn's would duplicate it.
+        access_log=False,
+        # X-Forwarded-* must not change who the caller is (loopback-only rule, logs).
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace + _SHUTDOWN_MARGIN),
+        log_config=None,
+    )
+
+
+def startup_line(config: GatewayConfig, host: str, port: int) -> str:
+    open_note = (
+        f"{len(config.callers)} caller key(s)"
+        if config.callers
+        else "no callers configured: loopback only, any local process may call it"
+    )
+    return (
+        f"aifetch gateway listening on http://{host}:{port}/v1 — "
+        f"models: {', '.join(config.models)}; {open_note}"
+    )
+
+
+class GatewayServer(uvicorn.Server):
+    """A uvicorn server that builds the gateway in the serving process and shuts it down
+    gracefully. Picklable before it starts, so ``--workers`` can spawn it."""
+
+    def __init__(self, config: uvicorn.Config, gateway: GatewayConfig) -> None:
+        super().__init__(config)
+        self.gateway_config = gateway
+        self.app: GatewayApp | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.app is None:
+            self.app = create_app(self.gateway_config)
+            self.config.app = self.app
+        await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.bound_address()
+            log.info(startup_line(self.gateway_config, host, port))
+
+    def bound_address(self) -> tuple[str, int]:
+        for server in self.servers:
+            for sock in server.sockets:
+                address = sock.getsockname()
+                return str(address[0]), int(address[1])
+        return self.config.host, self.config.port
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.app is not None:
+            self.app.begin_shutdown()
+        await super().shutdown(sockets)
+
+
+def check_exposure(config: GatewayConfig, host: str) -> None:
+    """Refuse a non-loopback address when no caller keys are configured."""
+    if not config.callers and not is_loopback_host(host):
+        raise ValueError(
+            f"refusing to listen on {host}: no callers are configured, so anyone who can reach "
+            "it could spend the upstream keys. Add 'callers' to the config, or listen on 127.0.0.1."
+        )
+
+
+_CONFIG_ENV = "AIFETCH_GATEWAY_CONFIG"
+
+
+def worker_app() -> GatewayApp:
+    """The app factory each ``--workers`` process runs (uvicorn's own server there: the
+    streams still running at uvicorn's deadline are cancelled, without an error event)."""
+    if not logging.getLogger().handlers:
+        # A spawned worker starts without the parent's logging set-up.
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = os.environ.get(_CONFIG_ENV)
+    return create_app(load_config(path) if path else default_config())
+
+
+def run(
+    config: GatewayConfig, *, host: str, port: int, workers: int = 1, path: str | None = None
+) -> None:
+    """Serve until interrupted (blocking). ``path``: the config file, for worker processes."""
+    check_exposure(config, host)
+    uv = uvicorn_config(config, host=host, port=port, workers=workers)
+    if workers <= 1:
+        GatewayServer(uv, config).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[_CONFIG_ENV] = path or ""
+    uv.app = "aifetch.gateway._server:worker_app"
+    uv.factory = True
+    sock = uv.bind_socket()
+    log.info(startup_line(config, host, port) + f" ({workers} workers)")
+    Multiprocess(uv, sockets=[sock]).run()

@@ -1,0 +1,248 @@
+"""Pure logic: error shaping, request parsing and patching, mock chunks, block filter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aifetch.gateway import GatewayError
+from aifetch.gateway._config import RetryConfig
+from aifetch.gateway._errors import error_event
+from aifetch.gateway._mock import chat_chunks, split_text
+from aifetch.gateway._parse import decode_fields, patch_body
+from aifetch.gateway._relay import RelayOutcome, _BlockFilter
+from aifetch.gateway._upstreams import _delay, is_content_data, is_error_data
+from aifetch.sse import parse_block
+
+
+def test_error_body_is_openai_shaped() -> None:
+    err = GatewayError(404, "no such model", param="model", code="model_not_found")
+    assert msgspec.json.decode(err.body()) == {
+        "error": {
+            "message": "no such model",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+    assert GatewayError(502, "x").type == "upstream_error"
+    assert GatewayError(429, "x").type == "rate_limit_error"
+
+
+def test_error_event_is_an_sse_error_event() -> None:
+    block = error_event(GatewayError(502, "upstream reset", code="upstream_reset"))
+    event = parse_block(block)
+    assert event is not None
+    assert event.event == "error"
+    assert msgspec.json.decode(event.data)["error"]["code"] == "upstream_reset"
+
+
+def test_decode_fields_reads_only_routing_fields() -> None:
+    fields = decode_fields(
+        b'{"messages": [1, 2], "model": "m", "stream": true,'
+        b' "stream_options": {"include_usage": true}}'
+    )
+    assert (fields.model, fields.stream, fields.wants_usage) == ("m", True, True)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        (b"nope", "invalid_json", None),
+        (b"{}", "missing_required_parameter", "model"),
+        (b'{"model": "m", "stream": 1}', None, "stream"),
+    ],
+)
+def test_decode_fields_errors(body: bytes, code: str | None, param: str | None) -> None:
+    with pytest.raises(GatewayError) as info:
+        decode_fields(body)
+    assert info.value.status == 400
+    assert info.value.code == code
+    assert info.value.param == param
+
+
+def test_patch_body_untouched_when_nothing_changes() -> None:
+    body = b'{"model":"m","stream":false}'
+    assert patch_body(body, decode_fields(body), "m", force_usage=False) is body
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    extra=st.dictionaries(
+        st.text(max_size=6).filter(lambda k: k not in {"model", "stream", "stream_options"}),
+        json_values,
+        max_size=4,
+    ),
+    options=st.none()
+    | st.sampled_from([{}, {"include_usage": False}, {"include_usage": True}, {"other": 1}]),
+    rename=st.booleans(),
+)
+def test_patch_body_changes_only_model_and_usage(
+    extra: dict[str, Any], options: Any, rename: bool
+) -> None:
+    data: dict[str, Any] = {"model": "public", **extra, "stream": True}
+    if options is not None:
+        data["stream_options"] = options
+    body = msgspec.json.encode(data)
+    patched = msgspec.json.decode(
+        patch_body(body, decode_fields(body), "inner" if rename else "public", True)
+    )
+    expected = dict(data, model="inner" if rename else "public")
+    expected["stream_options"] = {**(options or {}), "include_usage": True}
+    assert patched == expected
+
+
+def test_patch_body_splices_without_decoding() -> None:
+    body = b'  {"model":"m","stream":true}'
+    patched = patch_body(body, decode_fields(body), "m", force_usage=True)
+    assert patched == b'  {"stream_options":{"include_usage":true},"model":"m","stream":true}'
+
+
+@given(st.text(min_size=1, max_size=200), st.integers(min_value=1, max_value=50))
+def test_split_text_rejoins(text: str, pieces: int) -> None:
+    parts = split_text(text, pieces)
+    assert "".join(parts) == text
+    assert len(parts) == min(pieces, len(text))
+    assert all(parts)
+
+
+def test_mock_chunks_are_deterministic_and_end_with_done() -> None:
+    blocks = chat_chunks(
+        "m", ["a", "b"], {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    )
+    assert blocks == chat_chunks(
+        "m", ["a", "b"], {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    )
+    assert blocks[-1] == b"data: [DONE]\n\n"
+    usage = msgspec.json.decode(blocks[-2][6:])
+    assert usage["choices"] == []
+    assert usage["usage"]["completion_tokens"] == 2
+    assert [
+        msgspec.json.decode(b[6:])["choices"][0]["delta"].get("content") for b in blocks[1:3]
+    ] == ["a", "b"]
+
+
+def chunk(delta: dict[str, Any] | None = None, **extra: Any) -> bytes:
+    obj = {
+        "id": "x",
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": None}],
+        **extra,
+    }
+    return b"data: " + msgspec.json.encode(obj) + b"\n\n"
+
+
+USAGE = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\n'
+DONE = b"data: [DONE]\n\n"
+
+
+def run_filter(blocks: list[bytes], strip: bool) -> tuple[bytes, RelayOutcome]:
+    outcome = RelayOutcome()
+    out = _BlockFilter(outcome, strip, [], "up").process(blocks)
+    return out, outcome
+
+
+def test_filter_passes_blocks_through_unchanged() -> None:
+    blocks = [chunk({"content": "an error occurred in the story"}), b": ping\n\n", DONE]
+    out, outcome = run_filter(blocks, strip=True)
+    assert out == b"".join(blocks)
+    assert outcome.done
+    assert outcome.error is None
+    assert outcome.usage is None
+
+
+def test_filter_single_block_is_sent_without_copy() -> None:
+    block = chunk({"content": "x"})
+    out, _ = run_filter([block], strip=True)
+    assert out is block
+
+
+def test_filter_strips_and_records_usage() -> None:
+    first = chunk({"content": "hi"})
+    out, outcome = run_filter([first, USAGE, DONE], strip=True)
+    assert out == first + DONE
+    assert outcome.usage == (3, 4)
+    kept, outcome = run_filter([first, USAGE, DONE], strip=False)
+    assert kept == first + USAGE + DONE
+    assert outcome.usage == (3, 4)
+
+
+def test_filter_removes_null_usage_members_when_stripping() -> None:
+    block = b'data: {"id":"x","choices":[],"usage":null}\n\n'
+    out, _ = run_filter([block], strip=True)
+    assert out == b'data: {"id":"x","choices":[]}\n\n'
+    out, _ = run_filter([block], strip=False)
+    assert out == block
+
+
+def test_filter_stops_at_error_event() -> None:
+    first = chunk({"content": "hi"})
+    error = b'data: {"error": {"message": "overloaded"}}\n\n'
+    out, outcome = run_filter([first, error, DONE], strip=True)
+    assert out == first
+    assert outcome.error is not None
+    assert "overloaded" in outcome.error.message
+    assert not outcome.done
+
+
+def test_content_and_error_classification() -> None:
+    assert not is_content_data(
+        msgspec.json.encode({"choices": [{"delta": {"role": "assistant", "content": ""}}]}).decode()
+    )
+    assert is_content_data(msgspec.json.encode({"choices": [{"delta": {"content": "x"}}]}).decode())
+    assert is_content_data(msgspec.json.encode({"choices": [{"text": "x"}]}).decode())
+    assert is_content_data("[DONE]")
+    assert is_error_data('{"error": {"message": "m"}}')
+    assert not is_error_data('{"choices": [], "note": "error"}')
+
+
+def test_retry_delay_honours_server_wait_and_caps() -> None:
+    policy = RetryConfig(attempts=3, backoff=1.0, cap=2.0, max_server_wait=5.0)
+    assert _delay(policy, 0, 3.0) == 3.0
+    assert _delay(policy, 0, 30.0) is None
+    assert all(0.5 <= _delay(policy, 0, None) <= 1.0 for _ in range(20))  # type: ignore[operator]
+    assert all(1.0 <= _delay(policy, 5, None) <= 2.0 for _ in range(20))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"model" : "pub", "x": 1}', b'{"model" : "inner", "x": 1}'),
+        # A second "model" (nested key or string) makes the bytes path step aside.
+        (b'{"model":"pub","stop":["model"]}', b'{"model":"inner","stop":["model"]}'),
+        (b'{"model":"pub","meta":{"model":"pub"}}', b'{"model":"inner","meta":{"model":"pub"}}'),
+        # The key spelt with an escape, and a nested plain "model": decoded, not spliced.
+        (
+            b'{"mod\\u0065l":"pub","meta":{"model":"pub"}}',
+            b'{"model":"inner","meta":{"model":"pub"}}',
+        ),
+    ],
+)
+def test_patch_body_renames_only_the_top_level_model(body: bytes, expected: bytes) -> None:
+    patched = patch_body(body, decode_fields(body), "inner", force_usage=False)
+    assert msgspec.json.decode(patched) == msgspec.json.decode(expected)
+
+
+def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:
+    from aifetch.gateway._metrics import Metrics
+
+    metrics = Metrics()
+    for value in (0.0001, 0.0002, 5.0):  # on a bound, between bounds, past the last bound
+        metrics.added("m", value)
+    text = metrics.render().decode()
+    assert 'aifetch_gateway_added_latency_seconds_bucket{le="0.0001",model="m"} 1.0' in text
+    assert 'aifetch_gateway_added_latency_seconds_bucket{le="0.00025",model="m"} 2.0' in text
+    assert 'aifetch_gateway_added_latency_seconds_bucket{le="1.0",model="m"} 2.0' in text
+    assert 'aifetch_gateway_added_latency_seconds_bucket{le="+Inf",model="m"} 3.0' in text
+    assert 'aifetch_gateway_added_latency_seconds_count{model="m"} 3.0' in text
