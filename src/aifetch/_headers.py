@@ -123,6 +123,9 @@ class Headers:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
     def __len__(self) -> int:
         return len(self.keys())
 

@@ -82,13 +82,16 @@ class AsyncClient:
         if isinstance(resource, Request):
             request = resource
         else:
-            merged = self.headers.copy()
-            if headers:
-                extra = Headers(headers)
-                for name in extra:
-                    merged.delete(name)
-                for name, value in extra.items():
-                    merged.append(name, value)
+            if not self.headers:
+                merged: Headers | HeadersInit | None = headers
+            else:
+                merged = self.headers.copy()
+                if headers:
+                    extra = Headers(headers)
+                    for name in extra:
+                        merged.delete(name)
+                    for name, value in extra.items():
+                        merged.append(name, value)
             request = Request(
                 join_base(self.base_url, resource),
                 method="GET" if method is UNSET else method,
