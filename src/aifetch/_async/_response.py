@@ -141,6 +141,16 @@ class AsyncResponse:
         self._closed = False
 
     @classmethod
+    def error(cls) -> AsyncResponse:
+        """A network-error response, as fetch's ``Response.error()``: status 0, type
+        ``"error"``, no body. The client raises ``NetworkError`` instead of returning one;
+        a pipe may return it to stand for a failure without raising."""
+        response = cls.__new__(cls)
+        response._init(0, "", Headers(), "", _BytesSource(b""))
+        response.type = "error"
+        return response
+
+    @classmethod
     def _from_source(
         cls, status: int, reason: str, headers: Headers, url: str, source: BodySource
     ) -> AsyncResponse:

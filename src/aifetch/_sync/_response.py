@@ -142,6 +142,16 @@ class Response:
         self._closed = False
 
     @classmethod
+    def error(cls) -> Response:
+        """A network-error response, as fetch's ``Response.error()``: status 0, type
+        ``"error"``, no body. The client raises ``NetworkError`` instead of returning one;
+        a pipe may return it to stand for a failure without raising."""
+        response = cls.__new__(cls)
+        response._init(0, "", Headers(), "", _BytesSource(b""))
+        response.type = "error"
+        return response
+
+    @classmethod
     def _from_source(
         cls, status: int, reason: str, headers: Headers, url: str, source: BodySource
     ) -> Response:
