@@ -69,6 +69,16 @@ class Headers:
         if name not in self:
             self.append(name, value)
 
+    def _merge_from(self, other: Headers, *, override: bool) -> None:
+        """Add ``other``'s pairs (already checked when they went into ``other``)."""
+        if override:
+            for name in other:
+                self.delete(name)
+            self._items.extend(other._items)
+            return
+        present = {n.lower() for n, _ in self._items}
+        self._items.extend(item for item in other._items if item[0].lower() not in present)
+
     def delete(self, name: str) -> None:
         lower = name.lower()
         self._items = [(n, v) for n, v in self._items if n.lower() != lower]
@@ -118,7 +128,12 @@ class Headers:
         if not isinstance(name, str):
             return False
         lower = name.lower()
-        return any(n.lower() == lower for n, _ in self._items)
+        # A plain loop, no generator (SIM110 would add one): this runs several times per
+        # request.
+        for n, _ in self._items:  # noqa: SIM110
+            if n == name or n.lower() == lower:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())

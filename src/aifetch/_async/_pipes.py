@@ -76,11 +76,7 @@ class _DefaultHeaders:
         self.override = override
 
     async def __call__(self, request: Request, next: AsyncNext) -> AsyncResponse:
-        for name, value in self.headers.items():
-            if self.override:
-                request.headers.set(name, value)
-            else:
-                request.headers.setdefault(name, value)
+        request.headers._merge_from(self.headers, override=self.override)
         return await next(request)
 
 

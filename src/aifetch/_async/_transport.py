@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -20,6 +19,7 @@ import aiohttp
 import yarl
 
 from .._abort import AbortSignal
+from .._deadlines import Deadlines
 from .._errors import InvalidURLError, NetworkError, TimeoutError
 from .._headers import Headers
 from .._redact import redact_url
@@ -59,6 +59,10 @@ def _wire_url(url: str) -> yarl.URL:
     return yarl.URL(url, encoded=True)
 
 
+def _expire(guard: _SendGuard) -> None:
+    guard.stop("timeout")
+
+
 class _SendGuard:
     """Stops one send in flight: cancels its task on an abort (from any thread) or when its
     first-byte deadline passes, and remembers why, so the cancellation can be told apart
@@ -68,7 +72,7 @@ class _SendGuard:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._task = asyncio.current_task()
+        self._task = asyncio.current_task(loop)
         self.reason: str | None = None
         self.sending = True
 
@@ -85,51 +89,6 @@ class _SendGuard:
     def caused_cancel(self) -> bool:
         """True when this guard cancelled the task and no other cancellation is pending."""
         return self.reason is not None and self._task is not None and self._task.uncancel() == 0
-
-
-class _FirstByteWatch:
-    """The first-byte deadlines of every send in flight on one loop, kept by one timer.
-
-    A request costs a dict insert and delete; ``asyncio.timeout`` per request cost 4.4 µs
-    under uvloop (a timer handle made and cancelled each time), about 7% of a whole
-    request's client CPU in bench/bench_client.py. Deadlines usually arrive in the order
-    they were set, so the timer is rarely moved.
-    """
-
-    __slots__ = ("_due", "_loop", "_timer", "_timer_at")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._due: dict[_SendGuard, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
-
-    def add(self, guard: _SendGuard, due: float) -> None:
-        self._due[guard] = due
-        if due < self._timer_at:
-            self._schedule(due)
-
-    def discard(self, guard: _SendGuard) -> None:
-        self._due.pop(guard, None)
-
-    def _schedule(self, due: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = due
-        self._timer = self._loop.call_later(max(0.0, due - time.monotonic()), self._fire)
-
-    def _fire(self) -> None:
-        self._timer, self._timer_at = None, math.inf
-        now = time.monotonic()
-        upcoming = math.inf
-        for guard, due in list(self._due.items()):
-            if due <= now + 0.0005:  # timers may fire a hair early
-                del self._due[guard]
-                guard.stop("timeout")
-            elif due < upcoming:
-                upcoming = due
-        if upcoming < math.inf:
-            self._schedule(upcoming)
 
 
 def _what(request: Request) -> str:
@@ -154,7 +113,7 @@ class Transport:
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        self._watch: _FirstByteWatch | None = None
+        self._first_byte: Deadlines[_SendGuard] | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -184,7 +143,7 @@ class Transport:
             # the same).
             session._retry_connection = False
             self._session = session
-            self._watch = _FirstByteWatch(asyncio.get_running_loop())
+            self._first_byte = Deadlines(_expire)
         return session
 
     def _client_timeout(self, connect: float | None) -> aiohttp.ClientTimeout:
@@ -222,7 +181,7 @@ class Transport:
             body = _aiter_sync(body)
 
         session = self._get_session()
-        watch = self._watch
+        watch = self._first_byte
         assert watch is not None
         guard = _SendGuard(loop)
         if limit is not None:

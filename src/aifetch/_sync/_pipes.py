@@ -77,11 +77,7 @@ class _DefaultHeaders:
         self.override = override
 
     def __call__(self, request: Request, next: Next) -> Response:
-        for name, value in self.headers.items():
-            if self.override:
-                request.headers.set(name, value)
-            else:
-                request.headers.setdefault(name, value)
+        request.headers._merge_from(self.headers, override=self.override)
         return next(request)
 
 

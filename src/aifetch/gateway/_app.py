@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from .._deadlines import Deadlines
 from ._accesslog import AccessLog, AccessRecord
 from ._auth import Authenticator, Caller
 from ._call import Call, Flight, Reply
@@ -92,6 +93,7 @@ class GatewayApp:
         self.max_body = config.limits.max_body_bytes
         self._chain = fold(load_pipes(config.pipes), self._dispatch)
         self._flights: set[Flight] = set()
+        self._lazy_watches: Deadlines[LazyWatch] = Deadlines(LazyWatch.start)
         self._closing = False
         self._all_models = _models_body(list(config.models))
 
@@ -322,7 +324,7 @@ class GatewayApp:
         caller: Caller | None,
         record: AccessRecord | None,
     ) -> int:
-        watch = LazyWatch(receive, flight, _WATCH_AFTER)
+        watch = LazyWatch(receive, flight, self._lazy_watches, _WATCH_AFTER)
         try:
             reply = await self._chain(call)
         except GatewayError as exc:
