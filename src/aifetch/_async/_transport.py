@@ -114,6 +114,7 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         self._first_byte: Deadlines[_SendGuard] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -144,6 +145,7 @@ class Transport:
             session._retry_connection = False
             self._session = session
             self._first_byte = Deadlines(_expire)
+            self._loop = asyncio.get_running_loop()
         return session
 
     def _client_timeout(self, connect: float | None) -> aiohttp.ClientTimeout:
@@ -162,7 +164,6 @@ class Transport:
         signal = request.signal
         if signal is not None:
             signal.throw_if_aborted()
-        loop = asyncio.get_running_loop()
         limit, phase = timeout.first_byte, "first_byte"
         if request.deadline is not None:
             remaining = request.deadline - time.monotonic()
@@ -181,8 +182,9 @@ class Transport:
             body = _aiter_sync(body)
 
         session = self._get_session()
+        loop = self._loop
         watch = self._first_byte
-        assert watch is not None
+        assert watch is not None and loop is not None
         guard = _SendGuard(loop)
         if limit is not None:
             watch.add(guard, time.monotonic() + limit)
