@@ -76,8 +76,9 @@ class Headers:
                 self.delete(name)
             self._items.extend(other._items)
             return
-        present = {n.lower() for n, _ in self._items}
-        self._items.extend(item for item in other._items if item[0].lower() not in present)
+        # Pipes add one or two headers: a scan each beats building a set of names.
+        added = [item for item in other._items if item[0] not in self]
+        self._items.extend(added)
 
     def delete(self, name: str) -> None:
         lower = name.lower()

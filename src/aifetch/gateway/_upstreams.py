@@ -281,7 +281,8 @@ class Dispatcher:
         )
 
 
-_JSON_HEADERS = {"content-type": "application/json"}
+# Built once: a Headers object is copied as is, a dict is checked pair by pair per call.
+_JSON_HEADERS = aifetch.Headers({"content-type": "application/json"})
 
 
 def _stopped(flight: Flight) -> GatewayError:
@@ -371,7 +372,9 @@ async def _settle(
     ctype: str,
 ) -> Reply | _Failure:
     if verdict == "":
-        source = StreamSource(response=resp, chunks=chunks, splitter=splitter, held=held)
+        source = StreamSource(
+            response=resp, chunks=chunks, splitter=splitter, held=held, secrets=upstream.secrets
+        )
         return Reply(status=resp.status, headers=[("content-type", ctype)], source=source)
     # The stream is abandoned before anything reached the caller.
     await resp.aclose()
