@@ -61,22 +61,31 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise _too_large(limit)
     message = await receive()
+    if message["type"] == "http.disconnect":
+        # The caller left before sending any body: not an empty (invalid) body.
+        raise _caller_gone()
     body: bytes = message.get("body", b"")
+    # Checked before looking for more: a first read already over the limit must be
+    # refused now, not after a next read that a caller waiting for its answer never sends.
+    if len(body) > limit:
+        raise _too_large(limit)
     if not message.get("more_body", False):
-        if len(body) > limit:
-            raise _too_large(limit)
         return body
     parts, size = [body], len(body)
     while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise GatewayError(499, "the caller closed the connection", code="client_closed")
+            raise _caller_gone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _caller_gone() -> GatewayError:
+    return GatewayError(499, "the caller closed the connection", code="client_closed")
 
 
 def _too_large(limit: int) -> GatewayError:

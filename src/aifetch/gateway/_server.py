@@ -15,9 +15,11 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._app import GatewayApp, create_app
 from ._config import GatewayConfig, default_config, is_loopback_host, load_config
+from ._errors import GatewayError
 
 __all__ = ["GatewayServer", "startup_line", "uvicorn_config"]
 
@@ -25,6 +27,58 @@ log = logging.getLogger("aifetch.gateway")
 
 # uvicorn's own deadline, past the gateway's: by then every stream got its error event.
 _SHUTDOWN_MARGIN = 5.0
+
+
+# A request head (request line and header fields) past this is refused with 431 (RFC 6585
+# §5). uvicorn's httptools protocol sets no bound of its own, so a header flood would be
+# buffered without limit (STYLE: bounded everything).
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the request head bounded to ``MAX_HEAD_BYTES``.
+
+    Bytes are counted per read while a head is incomplete, so the bound holds to within
+    one read; a read that completes the head may carry body bytes and is not refused.
+    """
+
+    _in_head = True
+    _head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:
+            super().data_received(data)
+            return
+        self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0  # the next request on this connection
+
+    def _refuse_head(self) -> None:
+        if self.transport.is_closing():
+            return
+        self._in_head = False
+        log.warning("refused a request head over %d bytes", MAX_HEAD_BYTES)
+        body = GatewayError(
+            431,
+            f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.",
+            code="request_header_too_large",
+        ).body()
+        head = (
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % len(body)
+        )
+        self.transport.write(head + body)
+        self.transport.close()
 
 
 async def _unset_app(scope: Any, receive: Any, send: Any) -> None:
@@ -41,7 +95,7 @@ def uvicorn_config(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadProtocol,
         interface="asgi3",
         lifespan="on",
         # The access log is the gateway's own JSON line; uvicorn's would duplicate it.
