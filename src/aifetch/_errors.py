@@ -35,6 +35,8 @@ import builtins
 import json
 from typing import TYPE_CHECKING, Any
 
+from ._redact import redact_text, request_secrets
+
 if TYPE_CHECKING:
     from ._provider_error import ProviderError
     from ._request import Request
@@ -133,6 +135,10 @@ class HTTPError(_ProviderFields, AifetchError):
         self.request_id = request_id
         self.retry_after = retry_after
         self._set_provider(provider, body)
+        if request is not None and self.message:
+            # Some providers quote the key they were sent in their error message.
+            secrets = request_secrets(request.headers.items(), request.url)
+            self.message = redact_text(self.message, secrets)
         # The URL is redacted by the caller (it owns the redaction rules); keep it as given.
         text = f"{status} {status_text}: {method} {url}"
         detail = self._detail()

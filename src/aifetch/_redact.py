@@ -24,6 +24,7 @@ __all__ = [
     "redact_headers",
     "redact_text",
     "redact_url",
+    "request_secrets",
 ]
 
 REDACTED: Final = "[REDACTED]"
@@ -211,6 +212,26 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
     present.sort(key=len, reverse=True)
     pattern = re.compile("|".join(map(re.escape, present)))
     return pattern.sub(REDACTED, text)
+
+
+def request_secrets(headers: Iterable[tuple[str, str]], url: str) -> list[str]:
+    """The secret values a request carries: sensitive header values (and the credential
+    after an ``Authorization`` scheme) and sensitive query values, for ``redact_text`` on
+    text a server sent back (a provider may quote the key it was given in its error)."""
+    found: list[str] = []
+    for name, value in headers:
+        if is_sensitive_header(name):
+            found.append(value)
+            _, space, credential = value.strip().partition(" ")
+            if space:
+                found.append(credential.strip())
+    query = url.partition("#")[0].partition("?")[2]
+    for pair in query.split("&"):
+        key, eq, value = pair.partition("=")
+        if eq and value and _is_sensitive_key(key):
+            found.append(value)
+            found.append(unquote_plus(value))
+    return found
 
 
 _MIN_FINGERPRINT_LEN = 20

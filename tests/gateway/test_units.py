@@ -79,9 +79,13 @@ json_values = st.recursive(
 )
 
 
+# Fields decode_fields reads and checks; any other field passes through untouched.
+ROUTING_FIELDS = {"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n"}
+
+
 @given(
     extra=st.dictionaries(
-        st.text(max_size=6).filter(lambda k: k not in {"model", "stream", "stream_options"}),
+        st.text(max_size=6).filter(lambda k: k not in ROUTING_FIELDS),
         json_values,
         max_size=4,
     ),

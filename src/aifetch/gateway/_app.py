@@ -188,6 +188,11 @@ class GatewayApp:
         started: float,
         record: AccessRecord | None,
     ) -> int:
+        if b"%" in (scope.get("raw_path") or b""):
+            # No route has an escaped byte, and "/v1%2Fembeddings" must not reach a route
+            # that a proxy in front may filter as "/v1/embeddings" (RFC 3986 §2.2: an
+            # escaped "/" is data, not a separator).
+            raise GatewayError(404, f"Invalid URL ({method} {path})", code="unknown_url")
         upstream_path = _MODEL_ROUTES.get(path)
         if upstream_path is not None:
             if method != "POST":

@@ -30,12 +30,20 @@ class Caller:
         return self.all_models or model in self.models
 
 
-_MISSING = GatewayError(
-    401,
-    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'.",
-    code="missing_api_key",
-)
-_WRONG = GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+# Each rejection raises a new exception: raising one shared instance again would chain
+# every raise's traceback onto it, keeping each failed request's frames (and the key it
+# presented) alive for the life of the process.
+def _missing() -> GatewayError:
+    return GatewayError(
+        401,
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or "
+        "'api-key: <key>'.",
+        code="missing_api_key",
+    )
+
+
+def _wrong() -> GatewayError:
+    return GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
 
 
 class Authenticator:
@@ -51,10 +59,10 @@ class Authenticator:
             return None
         key = _presented_key(headers)
         if key is None:
-            raise _MISSING
+            raise _missing()
         caller = self._by_digest.get(hashlib.sha256(key).digest())
         if caller is None or not hmac.compare_digest(caller.key, key):
-            raise _WRONG
+            raise _wrong()
         return caller
 
 

@@ -94,6 +94,8 @@ class StreamSource:
     # Blocks read up to and including the first content event (and any after it in the
     # same read), relayed first.
     held: list[bytes]
+    # The upstream's secrets, scrubbed from an error event's message before it is passed on.
+    secrets: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)

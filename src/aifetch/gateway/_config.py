@@ -167,6 +167,9 @@ def load_config(
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{os.fspath(path)}: not valid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML's composer recurses per nesting level; no real config nests this deep.
+        raise ConfigError(f"{os.fspath(path)}: YAML nested too deeply") from None
     return parse_config(raw, env)
 
 
@@ -174,7 +177,10 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> GatewayConfi
     """Validate an already-parsed mapping (as ``yaml.safe_load`` returns it)."""
     if not isinstance(raw, dict):
         raise ConfigError("config: expected a mapping at the top level")
-    data = _interpolate(raw, os.environ if env is None else env, "")
+    try:
+        data = _interpolate(raw, os.environ if env is None else env, "")
+    except RecursionError:
+        raise ConfigError("config: nested too deeply") from None
     # msgspec reports a mapping's entries as ``[...]``; converting the named entries one by
     # one first lets the message name the upstream or model that is wrong.
     for section, kind in (("upstreams", UpstreamConfig), ("models", ModelConfig)):

@@ -157,7 +157,10 @@ def _answer(config: MockConfig, path: str, body: bytes) -> aifetch.AsyncResponse
     try:
         req = msgspec.json.decode(body or b"{}", type=_MockRequest)
     except msgspec.DecodeError:
-        err = b'{"error":{"message":"mock: invalid JSON body","type":"invalid_request_error"}}'
+        err = (
+            b'{"error":{"message":"mock: invalid JSON body","type":"invalid_request_error",'
+            b'"param":null,"code":null}}'
+        )
         return aifetch.AsyncResponse(err, status=400, headers=_JSON)
     if path.endswith("/embeddings"):
         return aifetch.AsyncResponse(_embeddings_body(req.model, req.input), headers=_JSON)

@@ -12,7 +12,7 @@ the rare path.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,10 +25,20 @@ class _StreamOptions(msgspec.Struct):
     include_usage: bool | None = None
 
 
+# Sanity bounds, not model limits (the upstream knows those): a count outside them is a
+# mistake or an attack, refused before anything is forwarded. 128 is OpenAI's own cap on
+# ``n``; a token count past int32 fits no model.
+_TokenCount = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+_ChoiceCount = Annotated[int, msgspec.Meta(ge=1, le=128)]
+
+
 class RoutingFields(msgspec.Struct):
     model: str
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
+    max_tokens: _TokenCount | None = None
+    max_completion_tokens: _TokenCount | None = None
+    n: _ChoiceCount | None = None
 
     @property
     def wants_usage(self) -> bool:
@@ -43,7 +53,20 @@ _encode = msgspec.json.Encoder().encode
 def decode_fields(body: bytes) -> RoutingFields:
     """The routing fields, or a 400 GatewayError naming what is wrong."""
     try:
+        if not body.isascii():
+            # JSON text is UTF-8 (RFC 8259 §8.1), and msgspec checks only the strings it
+            # keeps: invalid bytes elsewhere would be forwarded. isascii() is the fast path.
+            body.decode("utf-8")
         return _decoder.decode(body)
+    except UnicodeDecodeError:
+        raise GatewayError(
+            400, "The request body is not valid UTF-8 JSON.", code="invalid_encoding"
+        ) from None
+    except RecursionError:
+        # msgspec recurses per nesting level, and a deep enough body exhausts the stack.
+        raise GatewayError(
+            400, "The request body's JSON is nested too deeply.", code="invalid_json"
+        ) from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         if "missing required field `model`" in text:
