@@ -496,7 +496,9 @@ def test_upstream_fault(fault: Fault, cell: Cell, gateway: InspectableGateway) -
     elapsed = time.monotonic() - started
 
     assert answer.status == fault.status, answer.body[:300]
-    assert elapsed >= fault.min_seconds
+    # The wait was honoured, not skipped; timers may fire a hair early (0.99985 s for a
+    # 1 s deadline was seen), so allow 5% under.
+    assert elapsed >= 0.95 * fault.min_seconds
     requests = cell.fake.wait_for_requests(fault.requests)
     assert len(requests) == fault.requests  # retried exactly as configured, no more
     if fault.status == 200 and fault.stream:
