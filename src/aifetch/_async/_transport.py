@@ -184,7 +184,8 @@ class Transport:
         session = self._get_session()
         loop = self._loop
         watch = self._first_byte
-        assert watch is not None and loop is not None
+        assert watch is not None
+        assert loop is not None
         guard = _SendGuard(loop)
         if limit is not None:
             watch.add(guard, time.monotonic() + limit)
