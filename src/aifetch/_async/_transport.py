@@ -13,7 +13,7 @@ import functools
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import yarl
@@ -59,8 +59,14 @@ def _wire_url(url: str) -> yarl.URL:
     return yarl.URL(url, encoded=True)
 
 
-def _expire(guard: _SendGuard) -> None:
-    guard.stop("timeout")
+class _Watched(Protocol):
+    def expire(self) -> None: ...
+
+    def __hash__(self) -> int: ...
+
+
+def _expire(item: _Watched) -> None:
+    item.expire()
 
 
 class _SendGuard:
@@ -85,6 +91,9 @@ class _SendGuard:
         if self.sending and self.reason is None and self._task is not None:
             self.reason = reason
             self._task.cancel()
+
+    def expire(self) -> None:
+        self.stop("timeout")
 
     def caused_cancel(self) -> bool:
         """True when this guard cancelled the task and no other cancellation is pending."""
@@ -113,7 +122,8 @@ class Transport:
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        self._first_byte: Deadlines[_SendGuard] | None = None
+        # Every first-byte wait and body read of this transport's requests, one timer.
+        self._deadlines: Deadlines[_Watched] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -144,7 +154,7 @@ class Transport:
             # the same).
             session._retry_connection = False
             self._session = session
-            self._first_byte = Deadlines(_expire)
+            self._deadlines = Deadlines(_expire)
             self._loop = asyncio.get_running_loop()
         return session
 
@@ -183,7 +193,7 @@ class Transport:
 
         session = self._get_session()
         loop = self._loop
-        watch = self._first_byte
+        watch = self._deadlines
         assert watch is not None
         assert loop is not None
         guard = _SendGuard(loop)
@@ -233,7 +243,7 @@ class Transport:
                 signal.remove_listener(handle)
 
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
-        source = _Body(resp, loop, timeout.idle, request.deadline, signal, request)
+        source = _Body(resp, loop, timeout.idle, request.deadline, signal, request, watch)
         return RawResponse(resp.status, resp.reason or "", Headers._trusted(raw_headers), source)
 
 
@@ -248,11 +258,10 @@ class _Body:
         "_handle",
         "_idle",
         "_loop",
-        "_reading_since",
         "_request",
         "_resp",
         "_signal",
-        "_timer",
+        "_watch",
     )
 
     def __init__(
@@ -263,6 +272,7 @@ class _Body:
         deadline: float | None,
         signal: AbortSignal | None,
         request: Request,
+        watch: Deadlines[_Watched],
     ) -> None:
         self._resp = resp
         self._content = resp.content
@@ -271,8 +281,8 @@ class _Body:
         self._deadline = deadline
         self._signal = signal
         self._request = request
-        self._reading_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # Only while a read waits: the idle gap is the server's silence, not the caller's.
+        self._watch = watch if idle is not None or deadline is not None else None
         self._failure: str | None = None
         self._done = False
         self._handle = signal.add_listener(self._on_abort) if signal is not None else None
@@ -287,11 +297,15 @@ class _Body:
             self._raise_failure()
         if self._done:
             return b""
-        watched = self._idle is not None or self._deadline is not None
-        if watched:
-            self._reading_since = time.monotonic()
-            if self._timer is None:
-                self._arm()
+        watch = self._watch
+        if watch is not None:
+            due = self._deadline
+            if self._idle is not None:
+                idle_due = time.monotonic() + self._idle
+                if due is None or idle_due < due:
+                    due = idle_due
+            assert due is not None  # a watch is kept only when one of the two is set
+            watch.add(self, due)
         try:
             chunk = await self._content.readany()
         except _Interrupted:
@@ -306,39 +320,16 @@ class _Body:
                 phase="body",
             ) from None
         finally:
-            self._reading_since = None
+            if watch is not None:
+                watch.discard(self)
         if not chunk:
             self._finish(close=False)
         return chunk
 
-    def _due(self) -> tuple[float, str] | None:
-        since = self._reading_since
-        if since is None:
-            return None
-        if self._idle is not None:
-            due, phase = since + self._idle, "idle"
-            if self._deadline is not None and self._deadline < due:
-                due, phase = self._deadline, "total"
-            return due, phase
-        assert self._deadline is not None
-        return self._deadline, "total"
-
-    def _arm(self) -> None:
-        found = self._due()
-        if found is not None:
-            self._timer = self._loop.call_later(found[0] - time.monotonic(), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        found = self._due()
-        if found is None:
-            return  # not reading now; the next read arms a new timer
-        due, phase = found
-        now = time.monotonic()
-        if now >= due - 0.001:
-            self._interrupt(phase)
-        else:
-            self._timer = self._loop.call_later(due - now, self._on_timer)
+    def expire(self) -> None:
+        """A read waited past the idle gap or the total deadline."""
+        total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
+        self._interrupt("total" if total else "idle")
 
     def _interrupt(self, kind: str) -> None:
         if self._failure is not None or self._done:
@@ -367,9 +358,8 @@ class _Body:
         if self._done:
             return
         self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._watch is not None:
+            self._watch.discard(self)
         if self._signal is not None:
             self._signal.remove_listener(self._handle)
         if close:
