@@ -2,7 +2,7 @@
 error shape and nothing is forwarded (the fake upstream records no request, and a second
 "evil" server that every trick points at sees no connection at all).
 
-The table in docs/RELIABILITY_inputs.md lists these cases and the status each gets.
+The table in docs/RELIABILITY.md (hostile input) lists these cases and the status each gets.
 """
 
 from __future__ import annotations
