@@ -70,20 +70,30 @@ def _expire(item: _Watched) -> None:
 
 
 class _SendGuard:
-    """Stops one send in flight: cancels its task on an abort (from any thread) or when its
-    first-byte deadline passes, and remembers why, so the cancellation can be told apart
-    from one that came from elsewhere and turned into the right error."""
+    """Stops one request: while sending, cancels its task on an abort (from any thread) or
+    when its first-byte deadline passes, and remembers why, so the cancellation can be told
+    apart from one that came from elsewhere and turned into the right error; afterwards,
+    hands an abort to the body. One signal listener serves the whole request."""
 
-    __slots__ = ("_loop", "_task", "reason", "sending")
+    __slots__ = ("_loop", "_task", "body", "reason", "sending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._task = asyncio.current_task(loop)
         self.reason: str | None = None
         self.sending = True
+        self.body: _Body | None = None
 
     def on_abort(self, _reason: Any) -> None:
-        self._loop.call_soon_threadsafe(self.stop, "abort")
+        self._loop.call_soon_threadsafe(self._abort)
+
+    def _abort(self) -> None:
+        # Runs on the loop; send() sets `body` right after it stops sending, with no await
+        # in between, so one of the two is always there to take the abort.
+        if self.sending:
+            self.stop("abort")
+        elif self.body is not None:
+            self.body.interrupt("abort")
 
     def stop(self, reason: str) -> None:
         # An abort may land after send() returned: the body source handles it then, and
@@ -201,49 +211,54 @@ class Transport:
             watch.add(guard, time.monotonic() + limit)
         handle = signal.add_listener(guard.on_abort) if signal is not None else None
         try:
-            resp = await session.request(
-                request.method,
-                _wire_url(request.url),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=self._client_timeout(timeout.connect),
-            )
-        except asyncio.CancelledError:
-            if not guard.caused_cancel():
-                raise
-            if guard.reason == "abort" and signal is not None:
-                raise signal.error() from None
-            what = (
-                "the total timeout ran out"
-                if phase == "total"
-                else f"no response within {limit:g} s"
-            )
-            raise TimeoutError(f"{what}: {_what(request)}", phase=phase) from None
-        except aiohttp.ConnectionTimeoutError:
-            raise TimeoutError(
-                f"could not connect within {timeout.connect:g} s: {_what(request)}", phase="connect"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise NetworkError(
-                f"could not connect: {_what(request)}: {exc.os_error}", phase="connect"
-            ) from None
-        except aiohttp.InvalidURL:
-            raise InvalidURLError(f"aiohttp refused the URL of {_what(request)}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(
-                f"the connection failed before the response arrived: {_what(request)}: "
-                f"{type(exc).__name__}: {exc}",
-                phase="send",
-            ) from None
-        finally:
-            guard.sending = False
-            watch.discard(guard)
+            try:
+                resp = await session.request(
+                    request.method,
+                    _wire_url(request.url),
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=self._client_timeout(timeout.connect),
+                )
+            except asyncio.CancelledError:
+                if not guard.caused_cancel():
+                    raise
+                if guard.reason == "abort" and signal is not None:
+                    raise signal.error() from None
+                what = (
+                    "the total timeout ran out"
+                    if phase == "total"
+                    else f"no response within {limit:g} s"
+                )
+                raise TimeoutError(f"{what}: {_what(request)}", phase=phase) from None
+            except aiohttp.ConnectionTimeoutError:
+                raise TimeoutError(
+                    f"could not connect within {timeout.connect:g} s: {_what(request)}",
+                    phase="connect",
+                ) from None
+            except aiohttp.ClientConnectorError as exc:
+                raise NetworkError(
+                    f"could not connect: {_what(request)}: {exc.os_error}", phase="connect"
+                ) from None
+            except aiohttp.InvalidURL:
+                raise InvalidURLError(f"aiohttp refused the URL of {_what(request)}") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise NetworkError(
+                    f"the connection failed before the response arrived: {_what(request)}: "
+                    f"{type(exc).__name__}: {exc}",
+                    phase="send",
+                ) from None
+            finally:
+                guard.sending = False
+                watch.discard(guard)
+        except BaseException:
             if signal is not None:
                 signal.remove_listener(handle)
+            raise
 
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
-        source = _Body(resp, loop, timeout.idle, request.deadline, signal, request, watch)
+        source = _Body(resp, timeout.idle, request.deadline, signal, handle, request, watch)
+        guard.body = source
         return RawResponse(resp.status, resp.reason or "", Headers._trusted(raw_headers), source)
 
 
@@ -257,7 +272,6 @@ class _Body:
         "_failure",
         "_handle",
         "_idle",
-        "_loop",
         "_request",
         "_resp",
         "_signal",
@@ -267,16 +281,15 @@ class _Body:
     def __init__(
         self,
         resp: aiohttp.ClientResponse,
-        loop: asyncio.AbstractEventLoop,
         idle: float | None,
         deadline: float | None,
         signal: AbortSignal | None,
+        handle: int | None,
         request: Request,
         watch: Deadlines[_Watched],
     ) -> None:
         self._resp = resp
         self._content = resp.content
-        self._loop = loop
         self._idle = idle
         self._deadline = deadline
         self._signal = signal
@@ -285,12 +298,9 @@ class _Body:
         self._watch = watch if idle is not None or deadline is not None else None
         self._failure: str | None = None
         self._done = False
-        self._handle = signal.add_listener(self._on_abort) if signal is not None else None
+        self._handle = handle  # the request's abort listener, removed when the body ends
         if signal is not None and signal.aborted:
-            self._interrupt("abort")
-
-    def _on_abort(self, _reason: Any) -> None:
-        self._loop.call_soon_threadsafe(self._interrupt, "abort")
+            self.interrupt("abort")
 
     async def read(self) -> bytes:
         if self._failure is not None:
@@ -298,6 +308,8 @@ class _Body:
         if self._done:
             return b""
         watch = self._watch
+        if watch is not None and self._content.is_eof():
+            watch = None  # everything has arrived: this read cannot wait
         if watch is not None:
             due = self._deadline
             if self._idle is not None:
@@ -329,9 +341,9 @@ class _Body:
     def expire(self) -> None:
         """A read waited past the idle gap or the total deadline."""
         total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
-        self._interrupt("total" if total else "idle")
+        self.interrupt("total" if total else "idle")
 
-    def _interrupt(self, kind: str) -> None:
+    def interrupt(self, kind: str) -> None:
         if self._failure is not None or self._done:
             return
         self._failure = kind
