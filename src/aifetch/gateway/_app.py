@@ -306,8 +306,8 @@ class GatewayApp:
         finally:
             self._flights.discard(flight)
 
-    async def _dispatch(self, call: Call) -> Reply:
-        """The end of the pipe chain."""
+    def _dispatch(self, call: Call) -> Awaitable[Reply]:
+        """The end of the pipe chain (a plain def: one coroutine frame fewer per call)."""
         if call.model not in self.dispatcher.models:
             raise GatewayError(
                 404,
@@ -316,7 +316,7 @@ class GatewayApp:
                 code="model_not_found",
             )
         flight: Flight = call.extensions["flight"]
-        return await self.dispatcher.dispatch(call, flight, call.extensions["upstream_path"])
+        return self.dispatcher.dispatch(call, flight, call.extensions["upstream_path"])
 
     async def _plain_call(
         self,
