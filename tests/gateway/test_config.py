@@ -131,3 +131,13 @@ def test_default_config_serves_mock_without_callers() -> None:
     assert config.upstreams["mock"].kind == "mock"
     assert config.callers == []
     assert config.server.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("key", [" ", "\n", "", "a\tb"])
+def test_env_error_names_an_invisible_key_visibly(key: str) -> None:
+    # Found by the config fuzzer: a whitespace key made the key path in the message vanish.
+    with pytest.raises(ConfigError) as info:
+        parse_config({key: "${NOT_SET_ANYWHERE}"}, env={})
+    message = str(info.value)
+    assert message.startswith(repr(key) + ":"), message
+    assert "NOT_SET_ANYWHERE" in message

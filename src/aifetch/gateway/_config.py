@@ -230,7 +230,10 @@ def _substitute(text: str, env: Mapping[str, str], path: str) -> str:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    # A key that is empty, padded or has control characters would make the path in an
+    # error message read as nothing at all: show those quoted.
+    shown = key if key and key.isprintable() and key.strip() == key else repr(key)
+    return f"{path}.{shown}" if path else shown
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
