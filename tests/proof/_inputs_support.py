@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import socket
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from hypothesis import strategies as st
@@ -198,3 +199,20 @@ def raw_exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
 
 def app_for(config: GatewayConfig) -> GatewayApp:
     return create_app(config)
+
+
+H = TypeVar("H", bound=logging.Handler)
+
+
+@contextmanager
+def logs_at_debug(handler: H) -> Iterator[H]:
+    """``handler`` on the root logger, with the root at DEBUG, for the block."""
+    root = logging.getLogger()
+    old = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)

@@ -12,8 +12,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from ._inputs_support import (
     asgi_call,
     assert_openai_error,
     json_values,
+    logs_at_debug,
 )
 
 FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -51,20 +51,6 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-@contextmanager
-def _captured_logs() -> Iterator[_Records]:
-    handler = _Records()
-    root = logging.getLogger()
-    old = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
-
-
 def _check(response: AsgiResponse) -> None:
     if response.status == 200:
         ctype = dict(response.headers)[b"content-type"]
@@ -79,7 +65,7 @@ def _check(response: AsgiResponse) -> None:
 def _fuzz_app(test: Callable[[Callable[..., AsgiResponse]], None]) -> list[logging.LogRecord]:
     """Run ``test`` with a ``call(method, path, body)`` bound to one app and event loop;
     return every log record the app wrote meanwhile."""
-    with asyncio.Runner() as runner, _captured_logs() as logs:
+    with asyncio.Runner() as runner, logs_at_debug(_Records()) as logs:
         app: GatewayApp = runner.run(_build(parse_config(_CONFIG)))
 
         def call(method: str, path: str, body: bytes, **kw: Any) -> AsgiResponse:

@@ -10,7 +10,6 @@ import logging
 import secrets
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ from tests.support.fake_upstream import (
     status_storm,
 )
 
-from ._inputs_support import fake_upstream, gateway_config, running_gateway
+from ._inputs_support import fake_upstream, gateway_config, logs_at_debug, running_gateway
 
 UPSTREAM_MIDDLE = "SECRET-" + secrets.token_hex(8)
 CALLER_MIDDLE = "SECRET-" + secrets.token_hex(8)
@@ -55,20 +54,6 @@ class _Everything(logging.Handler):
     def of(self, prefix: str) -> list[str]:
         """The texts of records from ``prefix`` and the loggers under it."""
         return [t for t, n in zip(self.texts, self.names, strict=True) if n.startswith(prefix)]
-
-
-@contextmanager
-def _all_logs_at_debug() -> Iterator[_Everything]:
-    handler = _Everything()
-    root = logging.getLogger()
-    old = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
 
 
 def _leaks(haystack: list[str]) -> list[str]:
@@ -159,7 +144,7 @@ def test_gateway_never_shows_a_key(fake: FakeUpstream, refused: int) -> None:
     seen: list[str] = []
     statuses: dict[str, int] = {}
     sent: list[RecordedRequest] = []
-    with _all_logs_at_debug() as logs, running_gateway(config) as gateway:
+    with logs_at_debug(_Everything()) as logs, running_gateway(config) as gateway:
         for name, behaviour, headers, body in _scenarios(refused):
             if behaviour is not None:
                 fake.enqueue(behaviour)
@@ -245,7 +230,7 @@ def test_sync_client_errors_and_reprs_never_show_a_key(fake: FakeUpstream, refus
     seen: list[str] = []
     dead = f"http://127.0.0.1:{refused}"
     with (
-        _all_logs_at_debug() as logs,
+        logs_at_debug(_Everything()) as logs,
         aifetch.Client(
             pipes=[aifetch.pipes.log(level=logging.DEBUG)], timeout=aifetch.Timeout(first_byte=0.5)
         ) as client,
@@ -276,7 +261,7 @@ def test_sync_client_errors_and_reprs_never_show_a_key(fake: FakeUpstream, refus
 
 async def test_async_client_errors_and_reprs_never_show_a_key(fake: FakeUpstream) -> None:
     seen: list[str] = []
-    with _all_logs_at_debug() as logs:
+    with logs_at_debug(_Everything()) as logs:
         async with aifetch.AsyncClient(
             pipes=[aifetch.pipes.log(level=logging.DEBUG)], timeout=aifetch.Timeout(first_byte=0.5)
         ) as client:
