@@ -17,7 +17,7 @@ import msgspec
 
 from .._deadlines import Deadlines
 from ._accesslog import AccessLog, AccessRecord
-from ._auth import Authenticator, Caller
+from ._auth import Authenticator
 from ._call import Call, Flight, Reply
 from ._config import GatewayConfig, is_loopback_host
 from ._cors import Cors
@@ -297,12 +297,8 @@ class GatewayApp:
             if call.stream and route in _STREAMING_ROUTES:
                 if record is not None:
                     record.stream = True
-                return await self._stream_call(
-                    call, flight, receive, send, extra, started, caller, record
-                )
-            return await self._plain_call(
-                call, flight, receive, send, extra, started, caller, record
-            )
+                return await self._stream_call(call, flight, receive, send, extra, started, record)
+            return await self._plain_call(call, flight, receive, send, extra, started, record)
         finally:
             self._flights.discard(flight)
 
@@ -326,7 +322,6 @@ class GatewayApp:
         send: Send,
         extra: list[tuple[bytes, bytes]],
         started: float,
-        caller: Caller | None,
         record: AccessRecord | None,
     ) -> int:
         watch = LazyWatch(receive, flight, self._lazy_watches, _WATCH_AFTER)
@@ -385,7 +380,6 @@ class GatewayApp:
         send: Send,
         extra: list[tuple[bytes, bytes]],
         started: float,
-        caller: Caller | None,
         record: AccessRecord | None,
     ) -> int:
         down = Downstream(send, [_SSE_TYPE, *SSE_HEADERS, *extra])
