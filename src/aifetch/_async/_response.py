@@ -207,8 +207,10 @@ class AsyncResponse:
                     )
                 parts.append(chunk)
         finally:
-            await self.aclose()
-        return b"".join(parts)
+            if not self._closed:  # self.aclose(), without a coroutine of its own
+                self._closed = True
+                await source.aclose()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def text(self) -> str:
         """The body decoded with the charset of Content-Type (UTF-8 if none): a BOM is

@@ -153,9 +153,11 @@ class Transport:
                 timeout=aiohttp.ClientTimeout(total=None),
                 trust_env=self._trust_env,
                 auto_decompress=True,
-                # No skip_auto_headers: send() always sets a User-Agent, so aiohttp adds
-                # none, and skipping sends every request down aiohttp's slow header path
-                # (~7.7 us per request in the gateway profile, bench/README.md).
+                # aifetch's User-Agent as the session default: a request's own User-Agent
+                # replaces it, and aiohttp adds none of its own. (skip_auto_headers would
+                # send every request down aiohttp's slow header path: ~7.7 us per request
+                # in the gateway profile, bench/README.md.)
+                headers={"User-Agent": _USER_AGENT},
             )
             # aiohttp silently resends an idempotent request once when its connection
             # breaks before the response (RFC 9112 §9.3.1 allows it). Retrying is the retry
@@ -194,9 +196,6 @@ class Transport:
             if limit is None or remaining < limit:
                 limit, phase = remaining, "total"
 
-        headers = request.headers.items()
-        if "user-agent" not in request.headers:
-            headers.append(("User-Agent", _USER_AGENT))
         body: Any = request.body
         if body is not None and not isinstance(body, bytes | AsyncIterable):
             body = _aiter_sync(body)
@@ -215,7 +214,9 @@ class Transport:
                 resp = await session.request(
                     request.method,
                     _wire_url(request.url),
-                    headers=headers,
+                    # Read once into aiohttp's own headers; the pairs were checked as they
+                    # went into Headers.
+                    headers=request.headers._items,
                     data=body,
                     allow_redirects=False,
                     timeout=self._client_timeout(timeout.connect),
@@ -334,7 +335,9 @@ class _Body:
         finally:
             if watch is not None:
                 watch.discard(self)
-        if not chunk:
+        if not chunk or self._content.at_eof():
+            # Once the end has arrived, the connection goes back to the pool now rather
+            # than after one more read (a small JSON body comes whole with its headers).
             self._finish(close=False)
         return chunk
 

@@ -208,8 +208,10 @@ class Response:
                     )
                 parts.append(chunk)
         finally:
-            self.close()
-        return b"".join(parts)
+            if not self._closed:  # self.close(), without a coroutine of its own
+                self._closed = True
+                source.close()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def text(self) -> str:
         """The body decoded with the charset of Content-Type (UTF-8 if none): a BOM is
