@@ -24,13 +24,14 @@ Listener = Callable[[Any], None]
 class AbortSignal:
     """Tells a request to stop. Made by an ``AbortController`` or by ``AbortSignal.timeout``."""
 
-    __slots__ = ("_aborted", "_listeners", "_lock", "_reason")
+    __slots__ = ("_aborted", "_listeners", "_reason")
 
     def __init__(self) -> None:
         self._aborted = False
         self._reason: Any = None
-        self._listeners: dict[int, Listener] = {}
-        self._lock = threading.Lock()
+        # Made on the first add_listener: a signal is made for every request, and most
+        # requests register one listener, if any.
+        self._listeners: dict[int, Listener] | None = None
 
     @property
     def aborted(self) -> bool:
@@ -53,26 +54,31 @@ class AbortSignal:
     def add_listener(self, listener: Listener) -> int | None:
         """Register ``listener(reason)``; returns a handle, or ``None`` (and calls nothing)
         when the signal has already fired: the caller checks ``aborted`` itself then."""
-        with self._lock:
+        with _lock:
             if self._aborted:
                 return None
             handle = next(_handles)
-            self._listeners[handle] = listener
+            if self._listeners is None:
+                self._listeners = {handle: listener}
+            else:
+                self._listeners[handle] = listener
             return handle
 
     def remove_listener(self, handle: int | None) -> None:
         if handle is not None:
-            with self._lock:
-                self._listeners.pop(handle, None)
+            with _lock:
+                listeners = self._listeners
+                if listeners is not None:  # None once fired
+                    listeners.pop(handle, None)
 
     def _fire(self, reason: Any) -> None:
-        with self._lock:
+        with _lock:
             if self._aborted:
                 return
             self._aborted = True
             self._reason = reason
-            listeners = list(self._listeners.values())
-            self._listeners.clear()
+            listeners = list(self._listeners.values()) if self._listeners else []
+            self._listeners = None
         for listener in listeners:
             listener(reason)
 
@@ -116,6 +122,9 @@ class AbortController:
 
 
 _handles = itertools.count(1)
+# One lock for every signal's listeners (held only for a dict update, never while a
+# listener runs): a lock per signal cost an allocation on every request.
+_lock = threading.Lock()
 
 
 class _Scheduler:
