@@ -53,11 +53,17 @@ class Upstream:
             self.base = "http://mock.invalid"
         else:
             self.base = (config.base_url or "").rstrip("/")
-            if config.api_key:
-                pipes.append(aifetch.pipes.bearer(config.api_key))
+        # Every call sends the same headers: built once here, copied as is per request
+        # (a default-headers or bearer pipe would merge them again on every call).
+        headers = aifetch.Headers({"content-type": "application/json"})
+        for name, value in config.headers.items():
+            if name.lower() != "content-type":
+                headers.append(name, value)
+        if config.api_key and config.kind != "mock" and "authorization" not in headers:
+            headers.append("authorization", f"Bearer {config.api_key}")
+        self.headers = headers
         t = config.timeout
         self.client = aifetch.AsyncClient(
-            headers=dict(config.headers),
             pipes=pipes,
             timeout=aifetch.Timeout(
                 connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total
@@ -226,7 +232,7 @@ class Dispatcher:
                 upstream.base + path,
                 method="POST",
                 body=body,
-                headers=_JSON_HEADERS,
+                headers=upstream.headers,
                 signal=controller.signal,
             )
         except aifetch.AbortError:
@@ -279,10 +285,6 @@ class Dispatcher:
             headers=[("content-type", ctype or "application/json")],
             content=content,
         )
-
-
-# Built once: a Headers object is copied as is, a dict is checked pair by pair per call.
-_JSON_HEADERS = aifetch.Headers({"content-type": "application/json"})
 
 
 def _stopped(flight: Flight) -> GatewayError:
