@@ -13,7 +13,7 @@ from aifetch.gateway import GatewayError
 from aifetch.gateway._config import RetryConfig
 from aifetch.gateway._errors import error_event
 from aifetch.gateway._mock import chat_chunks, split_text
-from aifetch.gateway._parse import decode_fields, patch_body
+from aifetch.gateway._parse import decode_fields, patch_body, usage_of
 from aifetch.gateway._relay import RelayOutcome, _BlockFilter
 from aifetch.gateway._upstreams import _delay, is_content_data, is_error_data
 from aifetch.sse import parse_block
@@ -236,6 +236,67 @@ def test_retry_delay_honours_server_wait_and_caps() -> None:
 def test_patch_body_renames_only_the_top_level_model(body: bytes, expected: bytes) -> None:
     patched = patch_body(body, decode_fields(body), "inner", force_usage=False)
     assert msgspec.json.decode(patched) == msgspec.json.decode(expected)
+
+
+def _usage_by_full_decode(content: bytes) -> tuple[int, int] | None:
+    try:
+        data = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+
+
+usage_objects = st.fixed_dictionaries(
+    {"prompt_tokens": st.integers(0, 10**6), "completion_tokens": st.integers(0, 10**6)}
+)
+# Keys and strings that look like the usage key, to tempt the tail read.
+usage_like = st.sampled_from(["usage", '"usage', 'x"usage', "usage\\", " usage"])
+
+
+@given(
+    before=st.dictionaries(st.text(max_size=5) | usage_like, json_values | usage_like, max_size=3),
+    usage=st.none() | usage_objects,
+    after=st.dictionaries(
+        st.text(max_size=5) | usage_like,
+        json_values | usage_like | st.dictionaries(usage_like, usage_objects, max_size=1),
+        max_size=3,
+    ),
+    indent=st.booleans(),
+)
+def test_usage_of_agrees_with_decoding_the_whole_body(
+    before: dict[str, Any], usage: dict[str, int] | None, after: dict[str, Any], indent: bool
+) -> None:
+    data = {k: v for k, v in before.items() if k != "usage"}
+    if usage is not None:
+        data["usage"] = usage
+    data.update({k: v for k, v in after.items() if k != "usage"})
+    content = msgspec.json.encode(data)
+    if indent:
+        content = msgspec.json.format(content, indent=2)
+    assert usage_of(content) == _usage_by_full_decode(content)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4}}',
+        b'{"usage":{"prompt_tokens":3,"completion_tokens":4},"system_fingerprint":"fp"}',
+        # The last match is nested, a string value, or a key with an escaped quote.
+        b'{"usage":{"prompt_tokens":3,"completion_tokens":4},"meta":{"usage":{"prompt_tokens":9}}}',
+        b'{"usage":{"prompt_tokens":3,"completion_tokens":4},"note":"usage"}',
+        b'{"usage":{"prompt_tokens":3,"completion_tokens":4},"\\"usage":{"prompt_tokens":9}}',
+        b'{"usage" :\n {"prompt_tokens":3,"completion_tokens":4}\n}',
+        b'{"usage":null}',
+        b'{"id":"x"}',
+        b'{"usage":{"prompt_tokens":3',
+        b'["usage"]',
+    ],
+)
+def test_usage_of_reads_only_the_top_level_usage(content: bytes) -> None:
+    assert usage_of(content) == _usage_by_full_decode(content)
 
 
 def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:

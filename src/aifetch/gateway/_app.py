@@ -23,7 +23,7 @@ from ._config import GatewayConfig, is_loopback_host
 from ._cors import Cors
 from ._errors import GatewayError, error_event
 from ._metrics import Metrics
-from ._parse import decode_fields
+from ._parse import decode_fields, usage_of
 from ._pipes import fold, load_pipes
 from ._relay import SSE_HEADERS, Downstream, LazyWatch, heartbeat, relay, watch_disconnect
 from ._respond import JSON_HEADER, read_body, send_error, send_whole, timing
@@ -53,18 +53,6 @@ _INTERNAL = GatewayError(
 _WATCH_AFTER = 0.25
 _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 _encode = msgspec.json.Encoder().encode
-
-
-class _UsageBody(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class _WithUsage(msgspec.Struct):
-    usage: _UsageBody | None = None
-
-
-_usage_decoder = msgspec.json.Decoder(_WithUsage)
 
 
 def create_app(config: GatewayConfig) -> GatewayApp:
@@ -352,14 +340,10 @@ class GatewayApp:
     def _record_usage(
         self, call: Call, content: bytes, reply: Reply, record: AccessRecord | None
     ) -> None:
-        if not (200 <= reply.status < 300) or b'"usage"' not in content:
-            return
-        try:
-            usage = _usage_decoder.decode(content).usage
-        except msgspec.DecodeError:
-            return
-        if usage is not None:
-            self._count_tokens(call, (usage.prompt_tokens, usage.completion_tokens), record)
+        if 200 <= reply.status < 300:
+            usage = usage_of(content)
+            if usage is not None:
+                self._count_tokens(call, usage, record)
 
     def _count_tokens(
         self, call: Call, usage: tuple[int, int], record: AccessRecord | None

@@ -88,15 +88,16 @@ class _HistogramSet:
 class _CounterSet:
     def __init__(self, name: str, doc: str, labels: list[str]) -> None:
         self.name, self.doc, self.labels = name, doc, labels
-        self.values: dict[tuple[str, ...], float] = {}
+        # Label values are kept as given (a status stays an int) and made text on scrape.
+        self.values: dict[tuple[str | int, ...], float] = {}
 
-    def add(self, labels: tuple[str, ...], amount: float = 1.0) -> None:
+    def add(self, labels: tuple[str | int, ...], amount: float = 1.0) -> None:
         self.values[labels] = self.values.get(labels, 0.0) + amount
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
         for labels, value in self.values.items():
-            family.add_metric(list(labels), value)
+            family.add_metric([str(label) for label in labels], value)
         return family
 
 
@@ -148,10 +149,11 @@ class Metrics(Collector):
             yield histograms.family()
 
     def request(self, model: str, status: int) -> None:
-        self.requests.add((model, str(status)))
+        self.requests.add((model, status))
 
     def added(self, model: str, seconds: float) -> None:
-        self.added_latency.get(model).observe(seconds)
+        series = self.added_latency.series.get((model,)) or self.added_latency.get(model)
+        series.observe(seconds)
 
     def first_token(self, model: str, seconds: float) -> None:
         self.ttft.get(model).observe(seconds)

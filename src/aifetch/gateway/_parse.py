@@ -1,4 +1,5 @@
-"""Parse only what the gateway routes on; patch the body only when it must change.
+"""Parse only what the gateway routes on; patch the body only when it must change; read
+only the usage of an answer.
 
 The request body is kept as the caller's raw bytes. ``decode_fields`` reads just ``model``,
 ``stream`` and ``stream_options`` (msgspec skips every other field without building it).
@@ -18,7 +19,7 @@ import msgspec
 
 from ._errors import GatewayError
 
-__all__ = ["RoutingFields", "decode_fields", "patch_body"]
+__all__ = ["RoutingFields", "decode_fields", "patch_body", "usage_of"]
 
 
 class _StreamOptions(msgspec.Struct):
@@ -95,6 +96,7 @@ def _param_of(text: str) -> str | None:
 
 
 _USAGE_ON = b'"stream_options":{"include_usage":true},'
+_MODEL_KEY = b'"model"'
 _AFTER_KEY = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
 
 
@@ -106,13 +108,16 @@ def _rename_in_place(body: bytes, public: str, upstream: str) -> bytes | None:
     way) the top-level key ``decode_fields`` read is spelt so; when the bytes occur exactly
     once, they are that key, and its value is replaced if spelt as msgspec encodes it.
     """
-    key = b'"model"'
-    if body.count(key) != 1 or b"\\u" in body:
+    if body.count(_MODEL_KEY) != 1 or b"\\u" in body:
         return None
-    after = _AFTER_KEY.match(body, body.index(key) + len(key))
-    if after is None:
-        return None
-    start = after.end()
+    start = body.index(_MODEL_KEY) + len(_MODEL_KEY)
+    if body.startswith(b':"', start):  # no whitespace, as encoders write it
+        start += 1
+    else:
+        after = _AFTER_KEY.match(body, start)
+        if after is None:
+            return None
+        start = after.end()
     old = _encode(public)
     if not body.startswith(old, start):
         return None
@@ -148,3 +153,43 @@ def patch_body(body: bytes, fields: RoutingFields, upstream_model: str, force_us
         options["include_usage"] = True
         data["stream_options"] = options
     return _encode(data)
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _WithUsage(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+_usage_decoder = msgspec.json.Decoder(_WithUsage)
+_USAGE_KEY = b'"usage"'
+
+
+def usage_of(content: bytes) -> tuple[int, int] | None:
+    """(prompt, completion) tokens of a non-stream answer, or ``None`` without usage.
+
+    OpenAI-compatible servers put ``usage`` at the end, after ``choices`` (the bulk of the
+    body), so the last ``"usage"`` is read first, as ``{`` + the rest of the body: that is
+    valid JSON only when the match is a key of the top-level object (a nested key leaves
+    closing brackets over, and a quote inside a string is escaped, so it follows a
+    backslash, never ``{``, ``,`` or whitespace). Anything else falls back to decoding the
+    whole body.
+    """
+    at = content.rfind(_USAGE_KEY)
+    if at < 0:
+        return None
+    usage: _Usage | None
+    try:
+        if at > 0 and content[at - 1] in b"{, \t\r\n":
+            try:
+                usage = _usage_decoder.decode(b"{" + content[at:]).usage
+            except msgspec.DecodeError:
+                usage = _usage_decoder.decode(content).usage
+        else:
+            usage = _usage_decoder.decode(content).usage
+    except msgspec.DecodeError:
+        return None
+    return None if usage is None else (usage.prompt_tokens, usage.completion_tokens)
