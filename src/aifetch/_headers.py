@@ -90,10 +90,13 @@ class Headers:
     def get(self, name: str, default: str) -> str: ...
     def get(self, name: str, default: str | None = None) -> str | None:
         lower = name.lower()
-        found = [v for n, v in self._items if n.lower() == lower]
-        if not found:
-            return default
-        return found[0] if len(found) == 1 else ", ".join(found)
+        found: str | None = None
+        # A plain loop rather than a list comprehension (a frame of its own before 3.12):
+        # this runs several times per request.
+        for n, v in self._items:
+            if n == lower or n.lower() == lower:
+                found = v if found is None else f"{found}, {v}"
+        return default if found is None else found
 
     def get_all(self, name: str) -> list[str]:
         lower = name.lower()
