@@ -66,8 +66,9 @@ class Request:
         timeout: TimeoutInit = UNSET,
         redirect: RedirectMode = "follow",
     ) -> None:
-        self.method = _normalize_method(method)
-        url = add_params(url, params)
+        self.method = method if method in _STANDARD_METHODS else _normalize_method(method)
+        if params:
+            url = add_params(url, params)
         # A relative URL waits for a base_url (client option or pipe); it is checked on send.
         self.url = normalize_url(url) if "://" in url else url
         self.headers = Headers(headers)
@@ -78,10 +79,12 @@ class Request:
         self.timeout: Timeout | None = None if timeout is UNSET else to_timeout(timeout)
         self.deadline: float | None = None
         self.extensions: dict[str, Any] = {}
-        if json is not UNSET:
+        if type(body) is bytes and json is UNSET:  # the common case first
+            self.body: bytes | Iterable[bytes] | AsyncIterable[bytes] | None = body
+        elif json is not UNSET:
             if body is not None:
                 raise TypeError("pass either body= or json=, not both")
-            self.body: bytes | Iterable[bytes] | AsyncIterable[bytes] | None = _json_encode(json)
+            self.body = _json_encode(json)
             self.headers.setdefault("Content-Type", "application/json")
         elif isinstance(body, str):
             self.body = body.encode()

@@ -82,7 +82,7 @@ class AsyncClient:
         if isinstance(resource, Request):
             request = resource
         else:
-            if not self.headers:
+            if not self.headers._items:
                 merged: Headers | HeadersInit | None = headers
             else:
                 merged = self.headers.copy()

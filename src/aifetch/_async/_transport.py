@@ -197,10 +197,12 @@ class Transport:
                 limit, phase = remaining, "total"
 
         body: Any = request.body
-        if body is not None and not isinstance(body, bytes | AsyncIterable):
+        if body is not None and type(body) is not bytes and not isinstance(body, AsyncIterable):
             body = _aiter_sync(body)
 
-        session = self._get_session()
+        session = self._session
+        if session is None or session.closed:
+            session = self._get_session()
         loop = self._loop
         watch = self._deadlines
         assert watch is not None
@@ -219,7 +221,8 @@ class Transport:
                     headers=request.headers._items,
                     data=body,
                     allow_redirects=False,
-                    timeout=self._client_timeout(timeout.connect),
+                    timeout=self._timeouts.get(timeout.connect)
+                    or self._client_timeout(timeout.connect),
                 )
             except asyncio.CancelledError:
                 if not guard.caused_cancel():
@@ -373,8 +376,8 @@ class _Body:
         if self._done:
             return
         self._done = True
-        if self._watch is not None:
-            self._watch.discard(self)
+        # Nothing to take off the watch: only a waiting read is on it, and that read's
+        # own `finally` takes it off.
         if self._signal is not None:
             self._signal.remove_listener(self._handle)
         if close:
