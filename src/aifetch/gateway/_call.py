@@ -34,7 +34,17 @@ class Call:
     ``model`` is the public model name; a pipe may change it to another configured name.
     """
 
-    __slots__ = ("_body", "_raw", "caller", "extensions", "fields", "headers", "model", "route")
+    __slots__ = (
+        "_body",
+        "_raw",
+        "caller",
+        "extensions",
+        "fields",
+        "headers",
+        "model",
+        "route",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -49,15 +59,13 @@ class Call:
         self._body: dict[str, Any] | None = None
         self.fields = fields
         self.model = fields.model
+        # Whether the caller asked for a stream (read once from the body as sent).
+        self.stream = bool(fields.stream)
         self.caller = caller
         # The caller's request headers (ASGI form, names lower-case), for inspection only:
         # none of them is forwarded upstream.
         self.headers = headers
         self.extensions: dict[str, Any] = {}
-
-    @property
-    def stream(self) -> bool:
-        return bool(self.fields.stream)
 
     @property
     def body(self) -> dict[str, Any]:
