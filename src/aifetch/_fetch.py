@@ -20,6 +20,10 @@ class _ClosingSource:
         self._source = source
         self._client: AsyncClient | None = client
 
+    @property
+    def done(self) -> bool:
+        return self._client is None
+
     async def read(self) -> bytes:
         chunk = await self._source.read()
         if not chunk:

@@ -34,13 +34,14 @@ class Headers:
     """
 
     __slots__ = ("_items",)
+    _items: list[tuple[str, str]]
 
     def __init__(self, init: HeadersInit | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        if init is None:
-            return
-        if isinstance(init, Headers):
+        if isinstance(init, Headers):  # already checked: copied as is
             self._items = list(init._items)
+            return
+        self._items = []
+        if init is None:
             return
         pairs = init.items() if isinstance(init, Mapping) else init
         for name, value in pairs:

@@ -93,7 +93,7 @@ class AsyncClient:
                     for name, value in extra.items():
                         merged.append(name, value)
             request = Request(
-                join_base(self.base_url, resource),
+                resource if self.base_url is None else join_base(self.base_url, resource),
                 method="GET" if method is UNSET else method,
                 headers=merged,
                 body=body,

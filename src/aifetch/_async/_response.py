@@ -28,29 +28,39 @@ ERROR_BODY_LIMIT = 1 << 20  # an error body is read before raising; 1 MiB is ple
 
 
 class BodySource(Protocol):
+    @property
+    def done(self) -> bool:
+        """True once the source has nothing more to give and nothing left to free: the
+        reader stops without another read() and skips aclose()."""
+        ...
+
     async def read(self) -> bytes: ...  # b"" at the end
     async def aclose(self) -> None: ...
 
 
 class _BytesSource:
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "done")
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self.done = False
 
     async def read(self) -> bytes:
         data, self._data = self._data, b""
+        self.done = True
         return data
 
     async def aclose(self) -> None:
         self._data = b""
+        self.done = True
 
 
 class _IterableSource:
-    __slots__ = ("_iterator",)
+    __slots__ = ("_iterator", "done")
 
     def __init__(self, iterable: AsyncIterable[bytes]) -> None:
         self._iterator: AsyncIterator[bytes] | None = aiter(iterable)
+        self.done = False
 
     async def read(self) -> bytes:
         if self._iterator is None:
@@ -60,12 +70,14 @@ class _IterableSource:
                 chunk = await anext(self._iterator)
             except StopAsyncIteration:
                 self._iterator = None
+                self.done = True
                 return b""
             if chunk:
                 return bytes(chunk)
 
     async def aclose(self) -> None:
         iterator, self._iterator = self._iterator, None
+        self.done = True
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
@@ -206,10 +218,13 @@ class AsyncResponse:
                         f"than the {limit} bytes allowed"
                     )
                 parts.append(chunk)
+                if source.done:  # the last chunk: no read() just to get b""
+                    break
         finally:
             if not self._closed:  # self.aclose(), without a coroutine of its own
                 self._closed = True
-                await source.aclose()
+                if not source.done:
+                    await source.aclose()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def text(self) -> str:

@@ -272,7 +272,6 @@ class _Body:
     __slots__ = (
         "_content",
         "_deadline",
-        "_done",
         "_failure",
         "_handle",
         "_idle",
@@ -280,6 +279,7 @@ class _Body:
         "_resp",
         "_signal",
         "_watch",
+        "done",
     )
 
     def __init__(
@@ -301,7 +301,7 @@ class _Body:
         # Only while a read waits: the idle gap is the server's silence, not the caller's.
         self._watch = watch if idle is not None or deadline is not None else None
         self._failure: str | None = None
-        self._done = False
+        self.done = False
         self._handle = handle  # the request's abort listener, removed when the body ends
         if signal is not None and signal.aborted:
             self.interrupt("abort")
@@ -309,7 +309,7 @@ class _Body:
     async def read(self) -> bytes:
         if self._failure is not None:
             self._raise_failure()
-        if self._done:
+        if self.done:
             return b""
         watch = self._watch
         if watch is not None and self._content.is_eof():
@@ -350,7 +350,7 @@ class _Body:
         self.interrupt("total" if total else "idle")
 
     def interrupt(self, kind: str) -> None:
-        if self._failure is not None or self._done:
+        if self._failure is not None or self.done:
             return
         self._failure = kind
         self._content.set_exception(_Interrupted(kind))
@@ -373,9 +373,9 @@ class _Body:
         raise NetworkError(f"the body of {_what(self._request)} was closed", phase="body")
 
     def _finish(self, *, close: bool) -> None:
-        if self._done:
+        if self.done:
             return
-        self._done = True
+        self.done = True
         # Nothing to take off the watch: only a waiting read is on it, and that read's
         # own `finally` takes it off.
         if self._signal is not None:

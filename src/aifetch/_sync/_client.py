@@ -94,7 +94,7 @@ class Client:
                     for name, value in extra.items():
                         merged.append(name, value)
             request = Request(
-                join_base(self.base_url, resource),
+                resource if self.base_url is None else join_base(self.base_url, resource),
                 method="GET" if method is UNSET else method,
                 headers=merged,
                 body=body,

@@ -29,29 +29,39 @@ ERROR_BODY_LIMIT = 1 << 20  # an error body is read before raising; 1 MiB is ple
 
 
 class BodySource(Protocol):
+    @property
+    def done(self) -> bool:
+        """True once the source has nothing more to give and nothing left to free: the
+        reader stops without another read() and skips close()."""
+        ...
+
     def read(self) -> bytes: ...  # b"" at the end
     def close(self) -> None: ...
 
 
 class _BytesSource:
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "done")
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self.done = False
 
     def read(self) -> bytes:
         data, self._data = self._data, b""
+        self.done = True
         return data
 
     def close(self) -> None:
         self._data = b""
+        self.done = True
 
 
 class _IterableSource:
-    __slots__ = ("_iterator",)
+    __slots__ = ("_iterator", "done")
 
     def __init__(self, iterable: Iterable[bytes]) -> None:
         self._iterator: Iterator[bytes] | None = iter(iterable)
+        self.done = False
 
     def read(self) -> bytes:
         if self._iterator is None:
@@ -61,12 +71,14 @@ class _IterableSource:
                 chunk = next(self._iterator)
             except StopIteration:
                 self._iterator = None
+                self.done = True
                 return b""
             if chunk:
                 return bytes(chunk)
 
     def close(self) -> None:
         iterator, self._iterator = self._iterator, None
+        self.done = True
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
@@ -207,10 +219,13 @@ class Response:
                         f"than the {limit} bytes allowed"
                     )
                 parts.append(chunk)
+                if source.done:  # the last chunk: no read() just to get b""
+                    break
         finally:
             if not self._closed:  # self.close(), without a coroutine of its own
                 self._closed = True
-                source.close()
+                if not source.done:
+                    source.close()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def text(self) -> str:

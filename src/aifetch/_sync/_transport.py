@@ -312,7 +312,6 @@ class _Body:
 
     __slots__ = (
         "_deadline",
-        "_done",
         "_flight",
         "_handle",
         "_idle",
@@ -321,6 +320,7 @@ class _Body:
         "_signal",
         "_sock",
         "_sock_timeout",
+        "done",
     )
 
     def __init__(
@@ -340,13 +340,13 @@ class _Body:
         self._signal = signal
         self._handle = handle
         self._request = request
-        self._done = False
+        self.done = False
         conn = resp.connection
         self._sock: socket.socket | None = getattr(conn, "sock", None)
         self._sock_timeout: float | None = -1.0
 
     def read(self) -> bytes:
-        if self._done:
+        if self.done:
             return b""
         if self._flight.aborted and self._signal is not None:
             self._finish(close=True)
@@ -395,9 +395,9 @@ class _Body:
         return chunk
 
     def _finish(self, *, close: bool) -> None:
-        if self._done:
+        if self.done:
             return
-        self._done = True
+        self.done = True
         if self._signal is not None:
             self._signal.remove_listener(self._handle)
         if close:

@@ -329,23 +329,19 @@ class GatewayApp:
                 500, "a gateway pipe returned a stream for a non-stream call", code="pipe_error"
             )
         content = reply.content or b""
-        self._record_usage(call, content, reply, record)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-        headers.extend(extra)
-        self._observe(call.model, reply, started)
-        self.metrics.request(call.model, reply.status)
-        if record is not None:
-            _fill(record, reply)
-        await send_whole(send, reply.status, content, headers, started, reply.upstream_time)
-        return reply.status
-
-    def _record_usage(
-        self, call: Call, content: bytes, reply: Reply, record: AccessRecord | None
-    ) -> None:
-        if 200 <= reply.status < 300:
+        status = reply.status
+        if 200 <= status < 300:
             usage = usage_of(content)
             if usage is not None:
                 self._count_tokens(call, usage, record)
+        headers = _encoded(reply.headers)
+        headers.extend(extra)
+        added = time.perf_counter() - started - reply.upstream_time
+        self.metrics.answered(call.model, status, max(0.0, added))
+        if record is not None:
+            _fill(record, reply)
+        await send_whole(send, status, content, headers, started, reply.upstream_time)
+        return status
 
     def _count_tokens(
         self, call: Call, usage: tuple[int, int], record: AccessRecord | None
@@ -449,7 +445,7 @@ class GatewayApp:
             )
             await down.end(error_event(err))
             return 200
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        headers = _encoded(reply.headers)
         headers.extend(extra)
         await send_whole(send, reply.status, content, headers, started, reply.upstream_time)
         return reply.status
@@ -458,6 +454,14 @@ class GatewayApp:
 def _cancel(task: asyncio.Future[Any] | None) -> None:
     if task is not None:
         task.cancel()
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """A reply's headers in ASGI form (a plain loop: no comprehension frame before 3.12)."""
+    out = []
+    for name, value in headers:
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    return out
 
 
 def _fill(record: AccessRecord, reply: Reply) -> None:

@@ -101,6 +101,30 @@ class _CounterSet:
         return family
 
 
+class _TokenCounts:
+    """Prompt and completion tokens per (caller, model): one dict entry per pair, updated
+    with one lookup per answer."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name, self.doc = name, doc
+        self.values: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, caller: str, model: str, prompt: int, completion: int) -> None:
+        counts = self.values.get((caller, model))
+        if counts is None:
+            self.values[(caller, model)] = [prompt, completion]
+        else:
+            counts[0] += prompt
+            counts[1] += completion
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=["caller", "model", "kind"])
+        for (caller, model), (prompt, completion) in self.values.items():
+            family.add_metric([caller, model, "prompt"], float(prompt))
+            family.add_metric([caller, model, "completion"], float(completion))
+        return family
+
+
 class Metrics(Collector):
     """The gateway's counters and histograms, and their collector."""
 
@@ -112,9 +136,7 @@ class Metrics(Collector):
             "Requests answered, by public model and status.",
             ["model", "status"],
         )
-        self.tokens = _CounterSet(
-            "aifetch_gateway_tokens", "Tokens reported by upstreams.", ["caller", "model", "kind"]
-        )
+        self.tokens = _TokenCounts("aifetch_gateway_tokens", "Tokens reported by upstreams.")
         self.retries = _CounterSet(
             "aifetch_gateway_upstream_retries", "Upstream attempts repeated.", ["model", "upstream"]
         )
@@ -155,6 +177,12 @@ class Metrics(Collector):
         series = self.added_latency.series.get((model,)) or self.added_latency.get(model)
         series.observe(seconds)
 
+    def answered(self, model: str, status: int, added: float) -> None:
+        """``request`` and ``added`` in one call, for the non-stream path."""
+        self.requests.add((model, status))
+        series = self.added_latency.series.get((model,)) or self.added_latency.get(model)
+        series.observe(added)
+
     def first_token(self, model: str, seconds: float) -> None:
         self.ttft.get(model).observe(seconds)
 
@@ -163,8 +191,7 @@ class Metrics(Collector):
         return self.gap.get(model).observe
 
     def usage(self, caller: str, model: str, prompt: int, completion: int) -> None:
-        self.tokens.add((caller, model, "prompt"), prompt)
-        self.tokens.add((caller, model, "completion"), completion)
+        self.tokens.add(caller, model, prompt, completion)
 
     def retry(self, model: str, upstream: str) -> None:
         self.retries.add((model, upstream))
