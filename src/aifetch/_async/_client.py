@@ -92,16 +92,16 @@ class AsyncClient:
                         merged.delete(name)
                     for name, value in extra.items():
                         merged.append(name, value)
-            request = Request(
+            request = Request._build(
                 resource if self.base_url is None else join_base(self.base_url, resource),
-                method="GET" if method is UNSET else method,
-                headers=merged,
-                body=body,
-                json=json,
-                params=params,
-                signal=signal,
-                timeout=timeout,
-                redirect=self.redirect if redirect is UNSET else redirect,
+                "GET" if method is UNSET else method,
+                merged,
+                body,
+                json,
+                params,
+                signal,
+                timeout,
+                self.redirect if redirect is UNSET else redirect,
             )
         if request.deadline is None:
             total = (request.timeout or self.timeout).total
