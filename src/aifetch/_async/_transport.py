@@ -311,9 +311,11 @@ class _Body:
             self._raise_failure()
         if self.done:
             return b""
-        watch = self._watch
-        if watch is not None and self._content.is_eof():
-            watch = None  # everything has arrived: this read cannot wait
+        content = self._content
+        # Everything has arrived (a small JSON body comes whole with its headers): take it
+        # all without waiting, so no watch and no await.
+        arrived = content.is_eof()
+        watch = None if arrived else self._watch
         if watch is not None:
             due = self._deadline
             if self._idle is not None:
@@ -323,7 +325,7 @@ class _Body:
             assert due is not None  # a watch is kept only when one of the two is set
             watch.add(self, due)
         try:
-            chunk = await self._content.readany()
+            chunk = content.read_nowait() if arrived else await content.readany()
         except _Interrupted:
             self._raise_failure()
         except (aiohttp.ClientError, OSError) as exc:
@@ -338,9 +340,9 @@ class _Body:
         finally:
             if watch is not None:
                 watch.discard(self)
-        if not chunk or self._content.at_eof():
+        if not chunk or content.at_eof():
             # Once the end has arrived, the connection goes back to the pool now rather
-            # than after one more read (a small JSON body comes whole with its headers).
+            # than after one more read.
             self._finish(close=False)
         return chunk
 
