@@ -278,7 +278,7 @@ class GatewayApp:
             )
         call = Call(route, body, fields, caller.name if caller else None, headers)
         call.extensions["upstream_path"] = upstream_path
-        flight = Flight(drain=model.on_disconnect == "drain")
+        flight = Flight(model.on_disconnect == "drain")  # positional: no kwargs dict
         call.extensions["flight"] = flight
         if record is not None:
             record.model, record.caller = fields.model, call.caller
