@@ -62,6 +62,9 @@ class Upstream:
         if config.api_key and config.kind != "mock" and "authorization" not in headers:
             headers.append("authorization", f"Bearer {config.api_key}")
         self.headers = headers
+        # One URL string per route, made once: the same str each call keeps its hash, so
+        # the client's URL caches look it up without hashing it again.
+        self.urls: dict[str, str] = {}
         t = config.timeout
         self.client = aifetch.AsyncClient(
             pipes=pipes,
@@ -76,6 +79,11 @@ class Upstream:
         )
         secrets = [config.api_key or "", *config.headers.values()]
         self.secrets = tuple(s.encode() for s in secrets if len(s) >= 6)
+
+    def url(self, path: str) -> str:
+        """The URL of ``path`` (under ``base_url``), kept for the next call."""
+        url = self.urls[path] = self.base + path
+        return url
 
     def scrub(self, data: bytes) -> bytes:
         """``data`` with any of this upstream's secrets replaced."""
@@ -229,7 +237,7 @@ class Dispatcher:
         flight.controller = controller
         try:
             resp = await upstream.client.fetch(
-                upstream.base + path,
+                upstream.urls.get(path) or upstream.url(path),
                 method="POST",
                 body=body,
                 headers=upstream.headers,
