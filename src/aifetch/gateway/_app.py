@@ -177,7 +177,7 @@ class GatewayApp:
         record: AccessRecord | None,
     ) -> Awaitable[int]:
         """The handler's awaitable (a plain def: one coroutine frame fewer per request)."""
-        if b"%" in (scope.get("raw_path") or b""):
+        if (scope.get("raw_path") or b"").find(b"%") >= 0:  # find: `in` on bytes is slower
             # No route has an escaped byte, and "/v1%2Fembeddings" must not reach a route
             # that a proxy in front may filter as "/v1/embeddings" (RFC 3986 §2.2: an
             # escaped "/" is data, not a separator).
