@@ -134,7 +134,11 @@ class GatewayApp:
             path = path[len(root) :]
         method: str = scope["method"]
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        record = AccessRecord(method=method, path=path) if self.access.active() else None
+        record = (
+            AccessRecord(method=method, path=path)
+            if self.access.enabled and self.access.active()
+            else None
+        )
         extra: list[tuple[bytes, bytes]] = []
         if self.cors.enabled:
             origin = self.cors.origin_of(headers)
@@ -277,9 +281,8 @@ class GatewayApp:
                 code="model_not_allowed",
             )
         call = Call(route, body, fields, caller.name if caller else None, headers)
-        call.extensions["upstream_path"] = upstream_path
         flight = Flight(model.on_disconnect == "drain")  # positional: no kwargs dict
-        call.extensions["flight"] = flight
+        call._flight, call._upstream_path = flight, upstream_path
         if record is not None:
             record.model, record.caller = fields.model, call.caller
         self._flights.add(flight)
@@ -301,8 +304,8 @@ class GatewayApp:
                 param="model",
                 code="model_not_found",
             )
-        flight: Flight = call.extensions["flight"]
-        return self.dispatcher.dispatch(call, flight, call.extensions["upstream_path"])
+        assert call._flight is not None  # set in _model_call, before the chain runs
+        return self.dispatcher.dispatch(call, call._flight, call._upstream_path)
 
     async def _plain_call(
         self,
@@ -346,7 +349,7 @@ class GatewayApp:
     def _count_tokens(
         self, call: Call, usage: tuple[int, int], record: AccessRecord | None
     ) -> None:
-        self.metrics.usage(call.caller or "", call.model, usage[0], usage[1])
+        self.metrics.tokens.add(call.caller or "", call.model, usage[0], usage[1])
         if record is not None:
             record.prompt_tokens, record.completion_tokens = usage
 

@@ -36,7 +36,9 @@ class Call:
 
     __slots__ = (
         "_body",
+        "_flight",
         "_raw",
+        "_upstream_path",
         "caller",
         "extensions",
         "fields",
@@ -66,6 +68,9 @@ class Call:
         # none of them is forwarded upstream.
         self.headers = headers
         self.extensions: dict[str, Any] = {}
+        # Set by the gateway for the end of the pipe chain (not for pipes).
+        self._flight: Flight | None = None
+        self._upstream_path = ""
 
     @property
     def body(self) -> dict[str, Any]:

@@ -190,9 +190,6 @@ class Metrics(Collector):
         """``observe`` bound to ``model``, for the relay's per-read call."""
         return self.gap.get(model).observe
 
-    def usage(self, caller: str, model: str, prompt: int, completion: int) -> None:
-        self.tokens.add(caller, model, prompt, completion)
-
     def retry(self, model: str, upstream: str) -> None:
         self.retries.add((model, upstream))
 

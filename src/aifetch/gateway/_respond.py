@@ -36,7 +36,7 @@ async def send_whole(
     started: float,
     upstream: float = 0.0,
 ) -> int:
-    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"content-length", b"%d" % len(body)))
     headers.append(timing(started, upstream))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
