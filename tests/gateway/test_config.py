@@ -74,6 +74,14 @@ def test_env_default_and_missing_variable() -> None:
         ),
         (base(pipes=[{"use": "no_colon"}]), "pipes[0].use: expected 'module:attr', got 'no_colon'"),
         (base(models={}), "models: at least one model is required"),
+        (
+            base(limits={"request_timeout": 0}),
+            "limits.request_timeout: must be a positive number of seconds",
+        ),
+        (
+            base(limits={"request_timeout": float("nan")}),
+            "limits.request_timeout: must be a positive number of seconds",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key(raw: dict[str, Any], message: str) -> None:

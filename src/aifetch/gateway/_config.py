@@ -119,6 +119,10 @@ class CorsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
 class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     max_body_bytes: int = 4 * 1024 * 1024
+    # Seconds a caller has to send the rest of a request (head and body) once its first
+    # bytes arrived; then 408 and the connection is closed. (Slow callers hold a
+    # connection and a task each; uvicorn bounds only idle keep-alive connections.)
+    request_timeout: float = 30.0
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -268,6 +272,8 @@ def _check(config: GatewayConfig) -> None:
             if model_name != "*" and model_name not in config.models:
                 raise ConfigError(f"{path}.models[{j}]: unknown model {model_name!r}")
     _positive("limits.max_body_bytes", config.limits.max_body_bytes)
+    if not config.limits.request_timeout > 0:  # (NaN fails this too)
+        raise ConfigError("limits.request_timeout: must be a positive number of seconds")
     if not 0 <= config.server.port <= 65535:
         raise ConfigError("server.port: must be between 0 and 65535")
     if config.server.heartbeat < 0 or config.server.shutdown_grace < 0:

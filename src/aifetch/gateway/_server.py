@@ -8,6 +8,7 @@ with a stream that silently stops.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -33,34 +34,88 @@ _SHUTDOWN_MARGIN = 5.0
 # §5). uvicorn's httptools protocol sets no bound of its own, so a header flood would be
 # buffered without limit (STYLE: bounded everything).
 MAX_HEAD_BYTES = 64 * 1024
+# Where uvicorn_config() leaves limits.request_timeout for the protocol (an attribute of
+# uvicorn's Config survives the pickling that --workers does; a class made per config
+# would not).
+_REQUEST_TIMEOUT = "aifetch_request_timeout"
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the request head bounded to ``MAX_HEAD_BYTES``.
+    """uvicorn's httptools protocol with each request bounded in size and in time.
 
-    Bytes are counted per read while a head is incomplete, so the bound holds to within
-    one read; a read that completes the head may carry body bytes and is not refused.
+    - The head (request line and header fields) to ``MAX_HEAD_BYTES``: bytes are counted
+      per read while a head is incomplete, so the bound holds to within one read; a read
+      that completes the head may carry body bytes and is not refused.
+    - The whole request to ``limits.request_timeout`` seconds: a timer starts when a read
+      leaves a request unfinished (a head without its end, or a body still to come), and
+      its end stops it. A request that arrives whole in one read, the usual case, never
+      makes a timer. Past the deadline the caller gets 408 and the connection is closed,
+      which also ends the gateway's wait for the body (``http.disconnect``).
     """
 
     _in_head = True
     _head_bytes = 0
+    _body_pending = False
+    _request_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if not self._in_head:
             super().data_received(data)
-            return
-        self._head_bytes += len(data)
-        super().data_received(data)
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-            self._refuse_head()
+        else:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head()
+                return
+        if self._request_timer is None and (
+            self._body_pending or (self._in_head and self._head_bytes)
+        ):
+            self._start_request_timer()
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._body_pending = False, True
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._head_bytes = True, 0  # the next request on this connection
+        # The next request on this connection starts from here.
+        self._in_head, self._head_bytes, self._body_pending = True, 0, False
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+        super().connection_lost(exc)
+
+    def _start_request_timer(self) -> None:
+        timeout = getattr(self.config, _REQUEST_TIMEOUT, None)
+        if timeout is not None:
+            self._request_timer = self.loop.call_later(timeout, self._request_timed_out)
+
+    def _request_timed_out(self) -> None:
+        self._request_timer = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed, or upgraded to another protocol (WebSocket)
+        cycle = self.cycle
+        if self._in_head and cycle is not None and not cycle.response_complete:
+            # A pipelined head waits while the previous response still goes out: its time
+            # has not started yet.
+            self._start_request_timer()
+            return
+        timeout = getattr(self.config, _REQUEST_TIMEOUT, 0.0)
+        log.warning("closed a connection whose request was not complete after %g s", timeout)
+        if self._in_head or cycle is None or not cycle.response_started:
+            body = GatewayError(
+                408,
+                f"The request was not complete within {timeout:g} seconds.",
+                code="request_timeout",
+            ).body()
+            self._answer_and_close(b"408 Request Timeout", body)
+        else:
+            self.transport.close()  # an answer is already on its way: only stop reading
 
     def _refuse_head(self) -> None:
         if self.transport.is_closing():
@@ -72,10 +127,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.",
             code="request_header_too_large",
         ).body()
+        self._answer_and_close(b"431 Request Header Fields Too Large", body)
+
+    def _answer_and_close(self, status_line: bytes, body: bytes) -> None:
+        """Write a whole JSON answer straight to the socket, then close it (no ASGI app
+        is answering this request)."""
         head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % len(body)
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status_line, len(body))
         )
         self.transport.write(head + body)
         self.transport.close()
@@ -89,7 +148,7 @@ async def _unset_app(scope: Any, receive: Any, send: Any) -> None:
 def uvicorn_config(
     config: GatewayConfig, *, host: str, port: int, workers: int = 1
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    uv = uvicorn.Config(
         _unset_app,
         host=host,
         port=port,
@@ -106,6 +165,8 @@ def uvicorn_config(
         timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace + _SHUTDOWN_MARGIN),
         log_config=None,
     )
+    setattr(uv, _REQUEST_TIMEOUT, config.limits.request_timeout)
+    return uv
 
 
 def startup_line(config: GatewayConfig, host: str, port: int) -> str:
