@@ -109,3 +109,24 @@ def test_answers_and_idle_connections_outlast_the_deadline(serve: Serve) -> None
             time.sleep(DEADLINE * 2)
     finally:
         conn.close()
+
+
+def test_a_pipelined_request_waits_for_the_answer_before_it(serve: Serve) -> None:
+    # Request 1 streams for over twice the deadline; request 2 follows on the same
+    # connection with its body cut short. uvicorn reads request 2 only once answer 1 is
+    # out, so the 408 must come after answer 1, whole, never inside it.
+    config = config_for(
+        limits={"request_timeout": DEADLINE},
+        upstreams={"mock": {"kind": "mock", "mock": {"chunks": 8, "interval": 0.15}}},
+    )
+    gateway = serve(config)
+    first = json.dumps(chat("mock-gpt", stream=True)).encode()
+    second = json.dumps(chat("mock-gpt", stream=False)).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(_head(len(first)) + first + _head(len(second)) + second[:10])
+        answer = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    done = answer.index(b"data: [DONE]")
+    end_of_first = answer.index(b"\r\n0\r\n\r\n", done)  # the chunked body's last chunk
+    assert answer.index(b"HTTP/1.1 408 ") == end_of_first + len(b"\r\n0\r\n\r\n")
+    _assert_408(answer[end_of_first + len(b"\r\n0\r\n\r\n") :])

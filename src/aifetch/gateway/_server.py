@@ -100,9 +100,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return  # closed, or upgraded to another protocol (WebSocket)
         cycle = self.cycle
-        if self._in_head and cycle is not None and not cycle.response_complete:
-            # A pipelined head waits while the previous response still goes out: its time
-            # has not started yet.
+        if self.pipeline or (self._in_head and cycle is not None and not cycle.response_complete):
+            # An earlier response still goes out (uvicorn stops reading a pipelined request
+            # meanwhile): this request's time has not started, and a 408 written now would
+            # land inside that response.
             self._start_request_timer()
             return
         timeout = getattr(self.config, _REQUEST_TIMEOUT, 0.0)
@@ -130,8 +131,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._answer_and_close(b"431 Request Header Fields Too Large", body)
 
     def _answer_and_close(self, status_line: bytes, body: bytes) -> None:
-        """Write a whole JSON answer straight to the socket, then close it (no ASGI app
-        is answering this request)."""
+        """Write a whole JSON answer straight to the socket, then close it (for a request
+        the ASGI app has not answered)."""
         head = (
             b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (status_line, len(body))
