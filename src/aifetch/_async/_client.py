@@ -92,7 +92,9 @@ class AsyncClient:
                         merged.delete(name)
                     for name, value in extra.items():
                         merged.append(name, value)
-            request = Request._build(
+            # Request(...) without its keyword arguments (a dict per call): see Request._init.
+            request = Request.__new__(Request)
+            request._init(
                 resource if self.base_url is None else join_base(self.base_url, resource),
                 "GET" if method is UNSET else method,
                 merged,

@@ -339,8 +339,7 @@ class GatewayApp:
                 self._count_tokens(call, usage, record)
         headers = _encoded(reply.headers)
         headers.extend(extra)
-        added = time.perf_counter() - started - reply.upstream_time
-        self.metrics.answered(call.model, status, max(0.0, added))
+        self.metrics.answered(call.model, status, _added(started, reply))
         if record is not None:
             _fill(record, reply)
         await send_whole(send, status, content, headers, started, reply.upstream_time)
@@ -352,10 +351,6 @@ class GatewayApp:
         self.metrics.tokens.add(call.caller or "", call.model, usage[0], usage[1])
         if record is not None:
             record.prompt_tokens, record.completion_tokens = usage
-
-    def _observe(self, model: str, reply: Reply, started: float) -> None:
-        added = time.perf_counter() - started - reply.upstream_time
-        self.metrics.added(model, max(0.0, added))
 
     async def _stream_call(
         self,
@@ -389,7 +384,7 @@ class GatewayApp:
                 _cancel(beat)
                 return await self._late_plain(call, reply, down, send, extra, started, record)
             self.metrics.first_token(call.model, time.perf_counter() - started)
-            self._observe(call.model, reply, started)
+            self.metrics.added(call.model, _added(started, reply))
             if record is not None:
                 _fill(record, reply)
                 record.ttft_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -457,6 +452,11 @@ class GatewayApp:
 def _cancel(task: asyncio.Future[Any] | None) -> None:
     if task is not None:
         task.cancel()
+
+
+def _added(started: float, reply: Reply) -> float:
+    """Seconds the gateway itself took so far: since ``started``, less the upstream wait."""
+    return max(0.0, time.perf_counter() - started - reply.upstream_time)
 
 
 def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -180,8 +180,7 @@ class Metrics(Collector):
     def answered(self, model: str, status: int, added: float) -> None:
         """``request`` and ``added`` in one call, for the non-stream path."""
         self.requests.add((model, status))
-        series = self.added_latency.series.get((model,)) or self.added_latency.get(model)
-        series.observe(added)
+        self.added(model, added)
 
     def first_token(self, model: str, seconds: float) -> None:
         self.ttft.get(model).observe(seconds)

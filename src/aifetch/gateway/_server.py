@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
@@ -80,20 +81,27 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_message_complete()
         # The next request on this connection starts from here.
         self._in_head, self._head_bytes, self._body_pending = True, 0, False
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
+        self._stop_request_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_request_timer()
+        super().connection_lost(exc)
+
+    @property
+    def _request_timeout(self) -> float | None:
+        # None when uvicorn's config was not made by uvicorn_config(): no deadline then.
+        return getattr(self.config, _REQUEST_TIMEOUT, None)
+
+    def _start_request_timer(self) -> None:
+        if self._request_timeout is not None:
+            self._request_timer = self.loop.call_later(
+                self._request_timeout, self._request_timed_out
+            )
+
+    def _stop_request_timer(self) -> None:
         if self._request_timer is not None:
             self._request_timer.cancel()
             self._request_timer = None
-        super().connection_lost(exc)
-
-    def _start_request_timer(self) -> None:
-        timeout = getattr(self.config, _REQUEST_TIMEOUT, None)
-        if timeout is not None:
-            self._request_timer = self.loop.call_later(timeout, self._request_timed_out)
 
     def _request_timed_out(self) -> None:
         self._request_timer = None
@@ -106,15 +114,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             # land inside that response.
             self._start_request_timer()
             return
-        timeout = getattr(self.config, _REQUEST_TIMEOUT, 0.0)
+        timeout = self._request_timeout or 0.0
         log.warning("closed a connection whose request was not complete after %g s", timeout)
         if self._in_head or cycle is None or not cycle.response_started:
-            body = GatewayError(
-                408,
-                f"The request was not complete within {timeout:g} seconds.",
-                code="request_timeout",
-            ).body()
-            self._answer_and_close(b"408 Request Timeout", body)
+            message = f"The request was not complete within {timeout:g} seconds."
+            self._answer_and_close(GatewayError(408, message, code="request_timeout"))
         else:
             self.transport.close()  # an answer is already on its way: only stop reading
 
@@ -123,19 +127,17 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         self._in_head = False
         log.warning("refused a request head over %d bytes", MAX_HEAD_BYTES)
-        body = GatewayError(
-            431,
-            f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.",
-            code="request_header_too_large",
-        ).body()
-        self._answer_and_close(b"431 Request Header Fields Too Large", body)
+        message = f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes."
+        self._answer_and_close(GatewayError(431, message, code="request_header_too_large"))
 
-    def _answer_and_close(self, status_line: bytes, body: bytes) -> None:
-        """Write a whole JSON answer straight to the socket, then close it (for a request
-        the ASGI app has not answered)."""
+    def _answer_and_close(self, error: GatewayError) -> None:
+        """Write ``error`` as a whole answer straight to the socket, then close it (for a
+        request the ASGI app has not answered)."""
+        body = error.body()
+        reason = HTTPStatus(error.status).phrase.encode()
         head = (
-            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % (status_line, len(body))
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (error.status, reason, len(body))
         )
         self.transport.write(head + body)
         self.transport.close()
