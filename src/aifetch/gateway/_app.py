@@ -25,7 +25,7 @@ from ._errors import GatewayError, error_event
 from ._metrics import Metrics
 from ._parse import decode_fields, usage_of
 from ._pipes import fold, load_pipes
-from ._relay import SSE_HEADERS, Downstream, LazyWatch, heartbeat, relay, watch_disconnect
+from ._relay import SSE_HEADERS, Downstream, heartbeat, relay
 from ._respond import JSON_HEADER, read_body, send_error, send_whole, timing
 from ._upstreams import Dispatcher, Upstream
 
@@ -81,7 +81,7 @@ class GatewayApp:
         self.max_body = config.limits.max_body_bytes
         self._chain = fold(load_pipes(config.pipes), self._dispatch)
         self._flights: set[Flight] = set()
-        self._lazy_watches: Deadlines[LazyWatch] = Deadlines(LazyWatch.start)
+        self._lazy_watches: Deadlines[Flight] = Deadlines(Flight.watch_now)
         self._closing = False
         self._all_models = _models_body(list(config.models))
 
@@ -317,14 +317,14 @@ class GatewayApp:
         started: float,
         record: AccessRecord | None,
     ) -> int:
-        watch = LazyWatch(receive, flight, self._lazy_watches, _WATCH_AFTER)
+        flight.watch_later(receive, self._lazy_watches, _WATCH_AFTER)
         try:
             reply = await self._chain(call)
         except GatewayError as exc:
             self.metrics.request(call.model, exc.status)
             raise
         finally:
-            watch.cancel()
+            flight.end_watch(self._lazy_watches)
         if reply.source is not None:
             # A pipe turned a plain call into a stream: close it rather than leak it.
             await reply.source.response.aclose()
@@ -363,7 +363,7 @@ class GatewayApp:
         record: AccessRecord | None,
     ) -> int:
         down = Downstream(send, [_SSE_TYPE, *SSE_HEADERS, *extra])
-        watcher = asyncio.ensure_future(watch_disconnect(receive, flight))
+        watcher = asyncio.ensure_future(flight.watch(receive))
         beat = (
             asyncio.ensure_future(heartbeat(down, self.heartbeat)) if self.heartbeat > 0 else None
         )

@@ -24,12 +24,11 @@ import msgspec
 import aifetch
 from aifetch.sse import encode_comment, encode_event, parse_block
 
-from .._deadlines import Deadlines
 from ._call import EventHook, Flight, Reply
 from ._errors import GatewayError, error_event
 from ._upstreams import error_message_of, is_error_data
 
-__all__ = ["Downstream", "LazyWatch", "RelayOutcome", "heartbeat", "relay", "watch_disconnect"]
+__all__ = ["Downstream", "RelayOutcome", "heartbeat", "relay"]
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -84,44 +83,6 @@ async def heartbeat(down: Downstream, interval: float) -> None:
             waited = b"wait;dur=%.3f" % ((time.monotonic() - down.begun) * 1000)
             await down.start(200, [*down.early_headers, (b"server-timing", waited)])
         await down.write(PING)
-
-
-async def watch_disconnect(receive: Receive, flight: Flight) -> None:
-    """Stop the flight when the caller goes away (ASGI ``http.disconnect``)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            flight.stop("disconnect")
-            return
-
-
-class LazyWatch:
-    """``watch_disconnect`` started only once a call has run for a while.
-
-    Most non-stream calls end sooner and never pay for a task (~3.5 us with its
-    cancellation, uvloop); the delay is kept in a shared ``Deadlines`` rather than a timer
-    handle per call, which showed up at ~3.6% of the gateway's CPU under wrk. A caller
-    that leaves a long call is still noticed within the delay.
-    """
-
-    __slots__ = ("_flight", "_owner", "_receive", "_task")
-
-    def __init__(
-        self, receive: Receive, flight: Flight, owner: Deadlines[LazyWatch], delay: float
-    ) -> None:
-        self._receive = receive
-        self._flight = flight
-        self._owner = owner
-        self._task: asyncio.Task[None] | None = None
-        owner.add(self, time.monotonic() + delay)
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(watch_disconnect(self._receive, self._flight))
-
-    def cancel(self) -> None:
-        self._owner.discard(self)
-        if self._task is not None:
-            self._task.cancel()
 
 
 class _UsageFields(msgspec.Struct):

@@ -233,15 +233,13 @@ class Dispatcher:
     ) -> Reply | _Failure:
         if flight.reason is not None:
             raise _stopped(flight)
-        controller = aifetch.AbortController()
-        flight.controller = controller
         try:
             resp = await upstream.client.fetch(
                 upstream.urls.get(path) or upstream.url(path),
                 method="POST",
                 body=body,
                 headers=upstream.headers,
-                signal=controller.signal,
+                signal=flight.signal,
             )
         except aifetch.AbortError:
             raise _stopped(flight) from None
