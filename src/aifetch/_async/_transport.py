@@ -13,7 +13,7 @@ import functools
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import yarl
@@ -36,7 +36,7 @@ class RawResponse:
 
     __slots__ = ("body", "headers", "reason", "status")
 
-    def __init__(self, status: int, reason: str, headers: Headers, body: _Body) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers, body: _Exchange) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -57,57 +57,6 @@ def _wire_url(url: str) -> yarl.URL:
     # `encoded=True`: the URL was serialised by _urls.normalize_url and must go out as is.
     # Cached because clients call the same few URLs over and over.
     return yarl.URL(url, encoded=True)
-
-
-class _Watched(Protocol):
-    def expire(self) -> None: ...
-
-    def __hash__(self) -> int: ...
-
-
-def _expire(item: _Watched) -> None:
-    item.expire()
-
-
-class _SendGuard:
-    """Stops one request: while sending, cancels its task on an abort (from any thread) or
-    when its first-byte deadline passes, and remembers why, so the cancellation can be told
-    apart from one that came from elsewhere and turned into the right error; afterwards,
-    hands an abort to the body. One signal listener serves the whole request."""
-
-    __slots__ = ("_loop", "_task", "body", "reason", "sending")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._task = asyncio.current_task(loop)
-        self.reason: str | None = None
-        self.sending = True
-        self.body: _Body | None = None
-
-    def on_abort(self, _reason: Any) -> None:
-        self._loop.call_soon_threadsafe(self._abort)
-
-    def _abort(self) -> None:
-        # Runs on the loop; send() sets `body` right after it stops sending, with no await
-        # in between, so one of the two is always there to take the abort.
-        if self.sending:
-            self.stop("abort")
-        elif self.body is not None:
-            self.body.interrupt("abort")
-
-    def stop(self, reason: str) -> None:
-        # An abort may land after send() returned: the body source handles it then, and
-        # cancelling the caller's task here would hit an unrelated await.
-        if self.sending and self.reason is None and self._task is not None:
-            self.reason = reason
-            self._task.cancel()
-
-    def expire(self) -> None:
-        self.stop("timeout")
-
-    def caused_cancel(self) -> bool:
-        """True when this guard cancelled the task and no other cancellation is pending."""
-        return self.reason is not None and self._task is not None and self._task.uncancel() == 0
 
 
 def _what(request: Request) -> str:
@@ -133,7 +82,7 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         # Every first-byte wait and body read of this transport's requests, one timer.
-        self._deadlines: Deadlines[_Watched] | None = None
+        self._deadlines: Deadlines[_Exchange] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -166,7 +115,7 @@ class Transport:
             # the same).
             session._retry_connection = False
             self._session = session
-            self._deadlines = Deadlines(_expire)
+            self._deadlines = Deadlines(_Exchange.expire)
             self._loop = asyncio.get_running_loop()
         return session
 
@@ -207,10 +156,11 @@ class Transport:
         watch = self._deadlines
         assert watch is not None
         assert loop is not None
-        guard = _SendGuard(loop)
+        exchange = _Exchange(loop, request, signal, watch, timeout.idle)
         if limit is not None:
-            watch.add(guard, time.monotonic() + limit)
-        handle = signal.add_listener(guard.on_abort) if signal is not None else None
+            watch.add(exchange, time.monotonic() + limit)
+        if signal is not None:
+            exchange.handle = signal.add_listener(exchange.on_abort)
         try:
             try:
                 resp = await session.request(
@@ -225,9 +175,9 @@ class Transport:
                     or self._client_timeout(timeout.connect),
                 )
             except asyncio.CancelledError:
-                if not guard.caused_cancel():
+                if not exchange.caused_cancel():
                     raise
-                if guard.reason == "abort" and signal is not None:
+                if exchange.stopped == "abort" and signal is not None:
                     raise signal.error() from None
                 what = (
                     "the total timeout ran out"
@@ -253,58 +203,119 @@ class Transport:
                     phase="send",
                 ) from None
             finally:
-                guard.sending = False
-                watch.discard(guard)
+                exchange.sending = False
+                watch.discard(exchange)
         except BaseException:
+            # Nothing to read: an abort already on its way to the loop finds it done.
+            exchange.done = True
             if signal is not None:
-                signal.remove_listener(handle)
+                signal.remove_listener(exchange.handle)
             raise
 
-        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
-        source = _Body(resp, timeout.idle, request.deadline, signal, handle, request, watch)
-        guard.body = source
-        return RawResponse(resp.status, resp.reason or "", Headers._trusted(raw_headers), source)
+        exchange.received(resp)
+        # A plain loop: a list comprehension is a frame of its own before 3.12.
+        headers = []
+        for name, value in resp.raw_headers:
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        return RawResponse(resp.status, resp.reason or "", Headers._trusted(headers), exchange)
 
 
-class _Body:
-    """Reads an aiohttp response body chunk by chunk, as it arrives."""
+class _Exchange:
+    """One request on the wire, from its send to the end of its body.
 
+    While sending, it cancels the sending task on an abort (from any thread) or when the
+    first-byte deadline passes, and remembers why (``stopped``), so that cancellation can
+    be told apart from one that came from elsewhere and turned into the right error.
+    Once the response is ``received``, it is the body source the response reads chunk by
+    chunk as they arrive, and an abort or an expired read interrupts the read instead.
+    One object, one signal listener and one deadline key serve both phases.
+    """
+
+    _resp: aiohttp.ClientResponse
+    _content: aiohttp.StreamReader
     __slots__ = (
         "_content",
         "_deadline",
         "_failure",
-        "_handle",
         "_idle",
+        "_loop",
         "_request",
         "_resp",
         "_signal",
+        "_task",
         "_watch",
         "done",
+        "handle",
+        "sending",
+        "stopped",
     )
 
     def __init__(
         self,
-        resp: aiohttp.ClientResponse,
-        idle: float | None,
-        deadline: float | None,
-        signal: AbortSignal | None,
-        handle: int | None,
+        loop: asyncio.AbstractEventLoop,
         request: Request,
-        watch: Deadlines[_Watched],
+        signal: AbortSignal | None,
+        watch: Deadlines[_Exchange],
+        idle: float | None,
     ) -> None:
-        self._resp = resp
-        self._content = resp.content
-        self._idle = idle
-        self._deadline = deadline
-        self._signal = signal
+        self._loop = loop
+        self._task = asyncio.current_task(loop)
         self._request = request
+        self._signal = signal
+        self._idle = idle
+        self._deadline = deadline = request.deadline
         # Only while a read waits: the idle gap is the server's silence, not the caller's.
         self._watch = watch if idle is not None or deadline is not None else None
+        self.sending = True
+        self.stopped: str | None = None
+        self.handle: int | None = None  # the abort listener, removed when the body ends
+        # _resp and _content are set by received(), before anything reads them.
         self._failure: str | None = None
         self.done = False
-        self._handle = handle  # the request's abort listener, removed when the body ends
+
+    # --------------------------------------------------------------- sending
+
+    def on_abort(self, _reason: Any) -> None:
+        self._loop.call_soon_threadsafe(self._abort)
+
+    def _abort(self) -> None:
+        # Runs on the loop; send() calls received() right after it stops sending, with no
+        # await in between, so one of the two phases is always there to take the abort
+        # (and a send that failed leaves the exchange done: the abort finds nothing).
+        if self.sending:
+            self._stop("abort")
+        else:
+            self.interrupt("abort")
+
+    def _stop(self, reason: str) -> None:
+        # An abort may land after send() returned: the body handles it then, and
+        # cancelling the caller's task here would hit an unrelated await.
+        if self.sending and self.stopped is None and self._task is not None:
+            self.stopped = reason
+            self._task.cancel()
+
+    def caused_cancel(self) -> bool:
+        """True when this exchange cancelled the task and no other cancellation is pending."""
+        return self.stopped is not None and self._task is not None and self._task.uncancel() == 0
+
+    def expire(self) -> None:
+        """The first byte did not come in time, or a body read waited past the idle gap or
+        the total deadline."""
+        if self.sending:
+            self._stop("timeout")
+            return
+        total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
+        self.interrupt("total" if total else "idle")
+
+    def received(self, resp: aiohttp.ClientResponse) -> None:
+        """The response head is in: from now on this is its body source."""
+        self._resp = resp
+        self._content = resp.content
+        signal = self._signal
         if signal is not None and signal.aborted:
             self.interrupt("abort")
+
+    # --------------------------------------------------------------- the body
 
     async def read(self) -> bytes:
         if self._failure is not None:
@@ -346,11 +357,6 @@ class _Body:
             self._finish(close=False)
         return chunk
 
-    def expire(self) -> None:
-        """A read waited past the idle gap or the total deadline."""
-        total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
-        self.interrupt("total" if total else "idle")
-
     def interrupt(self, kind: str) -> None:
         if self._failure is not None or self.done:
             return
@@ -381,7 +387,7 @@ class _Body:
         # Nothing to take off the watch: only a waiting read is on it, and that read's
         # own `finally` takes it off.
         if self._signal is not None:
-            self._signal.remove_listener(self._handle)
+            self._signal.remove_listener(self.handle)
         if close:
             self._resp.close()
         else:
