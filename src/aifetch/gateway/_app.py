@@ -79,7 +79,7 @@ class GatewayApp:
         self.access = AccessLog(config.server.access_log)
         self.heartbeat = config.server.heartbeat
         self.max_body = config.limits.max_body_bytes
-        self._chain = fold(load_pipes(config.pipes), self._dispatch)
+        self._chain = fold(load_pipes(config.pipes), self.dispatcher.dispatch)
         self._flights: set[Flight] = set()
         self._lazy_watches: Deadlines[Flight] = Deadlines(Flight.watch_now)
         self._closing = False
@@ -110,23 +110,10 @@ class GatewayApp:
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         started = time.perf_counter()
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
@@ -167,6 +154,16 @@ class GatewayApp:
         if record is not None:
             record.status = status
             self._log(record, started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     def _route(
         self,
@@ -294,18 +291,6 @@ class GatewayApp:
             return await self._plain_call(call, flight, receive, send, extra, started, record)
         finally:
             self._flights.discard(flight)
-
-    def _dispatch(self, call: Call) -> Awaitable[Reply]:
-        """The end of the pipe chain (a plain def: one coroutine frame fewer per call)."""
-        if call.model not in self.dispatcher.models:
-            raise GatewayError(
-                404,
-                f"The model '{call.model}' does not exist.",
-                param="model",
-                code="model_not_found",
-            )
-        assert call._flight is not None  # set in _model_call, before the chain runs
-        return self.dispatcher.dispatch(call, call._flight, call._upstream_path)
 
     async def _plain_call(
         self,

@@ -60,21 +60,19 @@ class Authenticator:
         """The caller, ``None`` when auth is off; raises a 401 GatewayError otherwise."""
         if not self.enabled:
             return None
-        key = _presented_key(headers)
+        key = None
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and token.strip():
+                    key = token.strip()
+                    break
+            elif name == b"api-key" and value.strip():
+                key = value.strip()
+                break
         if key is None:
             raise _missing()
         caller = self._by_key.get(key)
         if caller is None or not hmac.compare_digest(caller.key, key):
             raise _wrong()
         return caller
-
-
-def _presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                return token.strip()
-        elif name == b"api-key" and value.strip():
-            return value.strip()
-    return None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from aifetch import AbortController
+from aifetch import AbortController, AbortSignal
 
 from .._deadlines import Deadlines
 
@@ -171,7 +171,7 @@ class Flight(AbortController):
     __slots__ = ("_event", "_receive", "_watcher", "drain", "reason")
 
     def __init__(self, drain: bool = False) -> None:
-        super().__init__()
+        self.signal = AbortSignal()  # AbortController's own state, without a super() call
         self.reason: str | None = None
         self.drain = drain
         self._event: Any = None

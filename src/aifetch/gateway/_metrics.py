@@ -174,13 +174,13 @@ class Metrics(Collector):
         self.requests.add((model, status))
 
     def added(self, model: str, seconds: float) -> None:
-        series = self.added_latency.series.get((model,)) or self.added_latency.get(model)
-        series.observe(seconds)
+        self.added_latency.get(model).observe(seconds)
 
     def answered(self, model: str, status: int, added: float) -> None:
         """``request`` and ``added`` in one call, for the non-stream path."""
         self.requests.add((model, status))
-        self.added(model, added)
+        series = self.added_latency.series.get((model,)) or self.added_latency.get(model)
+        series.observe(added)
 
     def first_token(self, model: str, seconds: float) -> None:
         self.ttft.get(model).observe(seconds)

@@ -182,8 +182,19 @@ class Dispatcher:
         self.on_retry: Any = None
         self.on_fallback: Any = None
 
-    async def dispatch(self, call: Call, flight: Flight, path: str) -> Reply:
-        model = self.models[call.model]
+    async def dispatch(self, call: Call) -> Reply:
+        """The end of the pipe chain: ``call`` against its model's targets. The app puts
+        the flight and the upstream path in the call before the chain runs."""
+        flight, path = call._flight, call._upstream_path
+        assert flight is not None
+        model = self.models.get(call.model)
+        if model is None:  # a pipe mapped the call onto a name that is not configured
+            raise GatewayError(
+                404,
+                f"The model '{call.model}' does not exist.",
+                param="model",
+                code="model_not_found",
+            )
         raw = call.raw_body()
         started = time.perf_counter()
         failure: _Failure | None = None
