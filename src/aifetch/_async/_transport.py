@@ -312,7 +312,7 @@ class _Exchange:
         self._resp = resp
         self._content = resp.content
         signal = self._signal
-        if signal is not None and signal.aborted:
+        if signal is not None and signal._aborted:  # not the property: a call fewer
             self.interrupt("abort")
 
     # --------------------------------------------------------------- the body

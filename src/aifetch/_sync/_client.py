@@ -131,9 +131,8 @@ class Client:
             raw = self._transport.send(current, timeout)
             location = raw.headers.get("location") if raw.status in REDIRECT_STATUSES else None
             if location is None or current.redirect == "manual":
-                response = Response._from_source(
-                    raw.status, raw.reason, raw.headers, current.url, raw.body
-                )
+                response = Response.__new__(Response)
+                response._init(raw.status, raw.reason, raw.headers, current.url, raw.body)
                 response.request = current
                 response.redirected = hop > 0
                 if location is not None:

@@ -163,14 +163,6 @@ class Response:
         response.type = "error"
         return response
 
-    @classmethod
-    def _from_source(
-        cls, status: int, reason: str, headers: Headers, url: str, source: BodySource
-    ) -> Response:
-        response = cls.__new__(cls)
-        response._init(status, reason, headers, url, source)
-        return response
-
     @property
     def ok(self) -> bool:
         """True for 200–299 exactly (aiohttp's ``ok`` also takes 3xx; fetch's does not)."""
@@ -188,12 +180,15 @@ class Response:
 
     def _take(self) -> None:
         if self._used:
-            raise BodyUsedError(
-                f"the body of the response from {redact_url(self.url)} was already read "
-                "or closed; "
-                "a response body can be read once (keep the bytes if you need them twice)"
-            )
+            raise self._used_error()
         self._used = True
+
+    def _used_error(self) -> BodyUsedError:
+        return BodyUsedError(
+            f"the body of the response from {redact_url(self.url)} was already read "
+            "or closed; "
+            "a response body can be read once (keep the bytes if you need them twice)"
+        )
 
     def _chunks(self) -> Iterator[bytes]:
         source = self._source
@@ -206,7 +201,9 @@ class Response:
     def bytes(self, *, limit: int | None = None) -> builtins.bytes:
         """The whole body. With ``limit``, more than that many bytes raises
         ``BodyTooLargeError`` (and closes the response)."""
-        self._take()
+        if self._used:  # self._take(), without a call of its own: this is the hot path
+            raise self._used_error()
+        self._used = True
         parts: list[builtins.bytes] = []
         size = 0
         source = self._source
