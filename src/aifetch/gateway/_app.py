@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 
-from .._deadlines import Deadlines
 from ._accesslog import AccessLog, AccessRecord
 from ._auth import Authenticator
 from ._call import Call, Flight, Reply
@@ -49,7 +48,8 @@ _INTERNAL = GatewayError(
     500, "The gateway failed to handle the request.", type="server_error", code="internal_error"
 )
 
-# A non-stream call starts watching for its caller's disconnect after this long.
+# A non-stream call starts watching for its caller's disconnect once it has run this long
+# (checked by a sweep at this interval, so within twice this).
 _WATCH_AFTER = 0.25
 _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 _encode = msgspec.json.Encoder().encode
@@ -80,8 +80,10 @@ class GatewayApp:
         self.heartbeat = config.server.heartbeat
         self.max_body = config.limits.max_body_bytes
         self._chain = fold(load_pipes(config.pipes), self.dispatcher.dispatch)
+        # Calls in flight: for shutdown, and for the sweep that starts the disconnect watch
+        # of long non-stream calls (a timer or deadline entry per call cost more).
         self._flights: set[Flight] = set()
-        self._lazy_watches: Deadlines[Flight] = Deadlines(Flight.watch_now)
+        self._sweep: asyncio.TimerHandle | None = None
         self._closing = False
         self._all_models = _models_body(list(config.models))
 
@@ -94,6 +96,18 @@ class GatewayApp:
         delay = self.config.server.shutdown_grace if grace is None else grace
         asyncio.get_running_loop().call_later(delay, self._stop_flights)
 
+    def _sweep_flights(self) -> None:
+        """Start the disconnect watch of calls that have run for ``_WATCH_AFTER``; runs
+        every ``_WATCH_AFTER`` while any call is in flight."""
+        self._sweep = None
+        if not self._flights:
+            return
+        ran_long = time.perf_counter() - _WATCH_AFTER
+        for flight in self._flights:
+            if flight.started <= ran_long:
+                flight.watch_now()
+        self._sweep = asyncio.get_running_loop().call_later(_WATCH_AFTER, self._sweep_flights)
+
     def _stop_flights(self) -> None:
         for flight in list(self._flights):
             flight.stop("shutdown")
@@ -104,6 +118,9 @@ class GatewayApp:
 
     async def aclose(self) -> None:
         """Close every upstream client."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for upstream in self.upstreams.values():
             await upstream.aclose()
 
@@ -278,11 +295,13 @@ class GatewayApp:
                 code="model_not_allowed",
             )
         call = Call(route, body, fields, caller.name if caller else None, headers)
-        flight = Flight(model.on_disconnect == "drain")  # positional: no kwargs dict
+        flight = Flight(model.on_disconnect == "drain", started)  # positional: no kwargs dict
         call._flight, call._upstream_path = flight, upstream_path
         if record is not None:
             record.model, record.caller = fields.model, call.caller
         self._flights.add(flight)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(_WATCH_AFTER, self._sweep_flights)
         try:
             if call.stream and route in _STREAMING_ROUTES:
                 if record is not None:
@@ -290,14 +309,14 @@ class GatewayApp:
                 return await self._stream_call(call, flight, receive, send, extra, started, record)
             # A non-stream call runs here rather than in a coroutine of its own: one frame
             # fewer to make and to pass through on every resume.
-            flight.watch_later(receive, self._lazy_watches, _WATCH_AFTER)
+            flight.watch_later(receive)
             try:
                 reply = await self._chain(call)
             except GatewayError as exc:
                 self.metrics.request(call.model, exc.status)
                 raise
             finally:
-                flight.end_watch(self._lazy_watches)
+                flight.end_watch()
         finally:
             self._flights.discard(flight)
         if reply.source is not None:

@@ -4,7 +4,6 @@ and the ``Flight`` that lets a disconnect or a shutdown stop the call from outsi
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from aifetch import AbortController, AbortSignal
-
-from .._deadlines import Deadlines
 
 if TYPE_CHECKING:
     import aifetch
@@ -165,15 +162,17 @@ class Flight(AbortController):
     aborts the attempt in progress unless the model drains, and a stopped flight makes no
     further attempt. It also watches for its caller's disconnect: at once for a stream
     (``watch``), or, for a non-stream call, only once the call has run for a while
-    (``watch_later``): most end sooner and never pay for a task.
+    (``watch_later``; the app's sweep calls ``watch_now``): most end sooner and never pay
+    for a task.
     """
 
-    __slots__ = ("_event", "_receive", "_watcher", "drain", "reason")
+    __slots__ = ("_event", "_receive", "_watcher", "drain", "reason", "started")
 
-    def __init__(self, drain: bool = False) -> None:
+    def __init__(self, drain: bool = False, started: float = 0.0) -> None:
         self.signal = AbortSignal()  # AbortController's own state, without a super() call
         self.reason: str | None = None
         self.drain = drain
+        self.started = started  # time.perf_counter() when the request arrived
         self._event: Any = None
         self._receive: Receive | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -196,23 +195,17 @@ class Flight(AbortController):
                 self.stop("disconnect")
                 return
 
-    def watch_later(self, receive: Receive, deadlines: Deadlines[Flight], delay: float) -> None:
-        """Start ``watch`` after ``delay`` seconds, unless ``end_watch`` comes first.
-
-        The delay is kept in ``deadlines``, shared by all calls, rather than a timer handle
-        per call, which showed up at ~3.6% of the gateway's CPU under wrk; a caller that
-        leaves a long call is still noticed within the delay.
-        """
+    def watch_later(self, receive: Receive) -> None:
+        """Have ``watch_now`` start ``watch`` with ``receive``, unless ``end_watch`` comes
+        first."""
         self._receive = receive
-        deadlines.add(self, time.monotonic() + delay)
 
     def watch_now(self) -> None:
-        """The ``deadlines`` callback of ``watch_later``."""
-        if self._receive is not None:
-            self._watcher = asyncio.ensure_future(self.watch(self._receive))
+        receive, self._receive = self._receive, None
+        if receive is not None:
+            self._watcher = asyncio.ensure_future(self.watch(receive))
 
-    def end_watch(self, deadlines: Deadlines[Flight]) -> None:
-        deadlines.discard(self)
+    def end_watch(self) -> None:
         self._receive = None
         if self._watcher is not None:
             self._watcher.cancel()
