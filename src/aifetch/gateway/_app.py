@@ -20,7 +20,7 @@ from ._auth import Authenticator
 from ._call import Call, Flight, Reply
 from ._config import GatewayConfig, is_loopback_host
 from ._cors import Cors
-from ._errors import GatewayError, error_event
+from ._errors import GatewayError, error_event, model_not_found
 from ._metrics import Metrics
 from ._parse import decode_fields, usage_of
 from ._pipes import fold, load_pipes
@@ -281,12 +281,7 @@ class GatewayApp:
         fields = decode_fields(body)
         model = self.dispatcher.models.get(fields.model)
         if model is None:
-            raise GatewayError(
-                404,
-                f"The model '{fields.model}' does not exist or you do not have access to it.",
-                param="model",
-                code="model_not_found",
-            )
+            raise model_not_found(fields.model)
         if caller is not None and not caller.may_use(fields.model):
             raise GatewayError(
                 403,

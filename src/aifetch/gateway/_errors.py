@@ -12,7 +12,7 @@ import msgspec
 
 from aifetch.sse import encode_event
 
-__all__ = ["GatewayError", "error_body", "error_event"]
+__all__ = ["GatewayError", "error_body", "error_event", "model_not_found"]
 
 
 class _ErrorDetail(msgspec.Struct, omit_defaults=False):
@@ -77,6 +77,16 @@ class GatewayError(Exception):
 
     def __repr__(self) -> str:
         return f"GatewayError({self.status}, {self.message!r}, code={self.code!r})"
+
+
+def model_not_found(model: str) -> GatewayError:
+    """404 for a model name that is not configured: the caller's, or one a pipe mapped to."""
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def error_body(

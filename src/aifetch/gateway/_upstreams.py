@@ -24,7 +24,7 @@ from aifetch.sse import SSEBlockSplitter, parse_block
 
 from ._call import Call, Flight, Reply, StreamSource
 from ._config import ModelConfig, RetryConfig, UpstreamConfig
-from ._errors import GatewayError
+from ._errors import GatewayError, model_not_found
 from ._mock import mock_pipe
 from ._parse import patch_body
 
@@ -189,12 +189,7 @@ class Dispatcher:
         assert flight is not None
         model = self.models.get(call.model)
         if model is None:  # a pipe mapped the call onto a name that is not configured
-            raise GatewayError(
-                404,
-                f"The model '{call.model}' does not exist.",
-                param="model",
-                code="model_not_found",
-            )
+            raise model_not_found(call.model)
         raw = call.raw_body()
         started = time.perf_counter()
         failure: _Failure | None = None
