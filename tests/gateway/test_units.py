@@ -10,12 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aifetch.gateway import GatewayError
+from aifetch.gateway._call import Reply
+from aifetch.gateway._codes import UPSTREAM_STATUS
 from aifetch.gateway._config import RetryConfig
+from aifetch.gateway._dispatch import _wait
 from aifetch.gateway._errors import error_event
+from aifetch.gateway._events import is_content_data, is_error_data
+from aifetch.gateway._failure import Failure
 from aifetch.gateway._mock import chat_chunks, split_text
 from aifetch.gateway._parse import decode_fields, patch_body, usage_of
 from aifetch.gateway._relay import RelayOutcome, _BlockFilter
-from aifetch.gateway._upstreams import _delay, is_content_data, is_error_data
 from aifetch.sse import parse_block
 
 
@@ -153,7 +157,7 @@ DONE = b"data: [DONE]\n\n"
 
 def run_filter(blocks: list[bytes], strip: bool) -> tuple[bytes, RelayOutcome]:
     outcome = RelayOutcome()
-    out = _BlockFilter(outcome, strip, [], "up").process(blocks)
+    out = _BlockFilter(outcome, strip, Reply(200, [], upstream="up")).process(blocks)
     return out, outcome
 
 
@@ -213,10 +217,18 @@ def test_content_and_error_classification() -> None:
 
 def test_retry_delay_honours_server_wait_and_caps() -> None:
     policy = RetryConfig(attempts=3, backoff=1.0, cap=2.0, max_server_wait=5.0)
-    assert _delay(policy, 0, 3.0) == 3.0
-    assert _delay(policy, 0, 30.0) is None
-    assert all(0.5 <= _delay(policy, 0, None) <= 1.0 for _ in range(20))  # type: ignore[operator]
-    assert all(1.0 <= _delay(policy, 5, None) <= 2.0 for _ in range(20))  # type: ignore[operator]
+
+    def failed(retry_after: float | None = None, retryable: bool = True) -> Failure:
+        return Failure(UPSTREAM_STATUS, "x", 429, retryable, retry_after)
+
+    assert _wait(policy, 0, failed(3.0)) == 3.0
+    assert _wait(policy, 0, failed(30.0)) is None
+    # Full jitter over the doubled, capped backoff.
+    assert all(0 <= _wait(policy, 0, failed()) < 1.0 for _ in range(20))  # type: ignore[operator]
+    assert all(0 <= _wait(policy, 1, failed()) < 2.0 for _ in range(20))  # type: ignore[operator]
+    # ``attempts`` counts every try: after the third, no wait; nor for what cannot succeed.
+    assert _wait(policy, 2, failed()) is None
+    assert _wait(policy, 0, failed(retryable=False)) is None
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import functools
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import yarl
@@ -177,7 +177,7 @@ class Transport:
             except asyncio.CancelledError:
                 if not exchange.caused_cancel():
                     raise
-                if exchange.stopped == "abort" and signal is not None:
+                if exchange.stop_reason == "abort" and signal is not None:
                     raise signal.error() from None
                 what = (
                     "the total timeout ran out"
@@ -203,11 +203,10 @@ class Transport:
                     phase="send",
                 ) from None
             finally:
-                exchange.sending = False
                 watch.discard(exchange)
         except BaseException:
-            # Nothing to read: an abort already on its way to the loop finds it done.
-            exchange.done = True
+            # Nothing to read: an abort already on its way to the loop finds it over.
+            exchange.phase = "over"
             if signal is not None:
                 signal.remove_listener(exchange.handle)
             raise
@@ -220,15 +219,21 @@ class Transport:
         return RawResponse(resp.status, resp.reason or "", Headers._trusted(headers), exchange)
 
 
+# Where an exchange is, as h11 keeps its states: its request is being sent, its body is
+# being read, or it is over (the connection went back to the pool or was closed).
+Phase = Literal["sending", "reading", "over"]
+
+
 class _Exchange:
     """One request on the wire, from its send to the end of its body.
 
-    While sending, it cancels the sending task on an abort (from any thread) or when the
-    first-byte deadline passes, and remembers why (``stopped``), so that cancellation can
-    be told apart from one that came from elsewhere and turned into the right error.
-    Once the response is ``received``, it is the body source the response reads chunk by
-    chunk as they arrive, and an abort or an expired read interrupts the read instead.
-    One object, one signal listener and one deadline key serve both phases.
+    While ``sending``, it cancels the sending task on an abort (from any thread) or when the
+    first-byte deadline passes. Once the response is ``received``, it is the body source
+    the response reads chunk by chunk as they arrive, and an abort or an expired read
+    interrupts the read instead. Either way ``stop_reason`` says why it was stopped early
+    (``"abort"``, ``"timeout"``, ``"idle"``, ``"total"``, ``"closed"``), so the cancellation
+    or the interrupted read turns into the right error. One object, one signal listener and
+    one deadline key serve both phases.
     """
 
     _resp: aiohttp.ClientResponse
@@ -236,7 +241,6 @@ class _Exchange:
     __slots__ = (
         "_content",
         "_deadline",
-        "_failure",
         "_idle",
         "_loop",
         "_request",
@@ -244,10 +248,9 @@ class _Exchange:
         "_signal",
         "_task",
         "_watch",
-        "done",
         "handle",
-        "sending",
-        "stopped",
+        "phase",
+        "stop_reason",
     )
 
     def __init__(
@@ -266,12 +269,15 @@ class _Exchange:
         self._deadline = deadline = request.deadline
         # Only while a read waits: the idle gap is the server's silence, not the caller's.
         self._watch = watch if idle is not None or deadline is not None else None
-        self.sending = True
-        self.stopped: str | None = None
+        self.phase: Phase = "sending"
+        self.stop_reason: str | None = None
         self.handle: int | None = None  # the abort listener, removed when the body ends
         # _resp and _content are set by received(), before anything reads them.
-        self._failure: str | None = None
-        self.done = False
+
+    @property
+    def done(self) -> bool:
+        """Nothing more to read (``BodySource``)."""
+        return self.phase == "over"
 
     # --------------------------------------------------------------- sending
 
@@ -281,8 +287,8 @@ class _Exchange:
     def _abort(self) -> None:
         # Runs on the loop; send() calls received() right after it stops sending, with no
         # await in between, so one of the two phases is always there to take the abort
-        # (and a send that failed leaves the exchange done: the abort finds nothing).
-        if self.sending:
+        # (and a send that failed leaves the exchange over: the abort finds nothing).
+        if self.phase == "sending":
             self._stop("abort")
         else:
             self.interrupt("abort")
@@ -290,18 +296,20 @@ class _Exchange:
     def _stop(self, reason: str) -> None:
         # An abort may land after send() returned: the body handles it then, and
         # cancelling the caller's task here would hit an unrelated await.
-        if self.sending and self.stopped is None and self._task is not None:
-            self.stopped = reason
+        if self.phase == "sending" and self.stop_reason is None and self._task is not None:
+            self.stop_reason = reason
             self._task.cancel()
 
     def caused_cancel(self) -> bool:
         """True when this exchange cancelled the task and no other cancellation is pending."""
-        return self.stopped is not None and self._task is not None and self._task.uncancel() == 0
+        return (
+            self.stop_reason is not None and self._task is not None and self._task.uncancel() == 0
+        )
 
     def expire(self) -> None:
         """The first byte did not come in time, or a body read waited past the idle gap or
         the total deadline."""
-        if self.sending:
+        if self.phase == "sending":
             self._stop("timeout")
             return
         total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
@@ -311,6 +319,7 @@ class _Exchange:
         """The response head is in: from now on this is its body source."""
         self._resp = resp
         self._content = resp.content
+        self.phase, self.stop_reason = "reading", None
         signal = self._signal
         if signal is not None and signal._aborted:  # not the property: a call fewer
             self.interrupt("abort")
@@ -318,9 +327,9 @@ class _Exchange:
     # --------------------------------------------------------------- the body
 
     async def read(self) -> bytes:
-        if self._failure is not None:
-            self._raise_failure()
-        if self.done:
+        if self.phase == "over":
+            if self.stop_reason is not None:
+                self._raise_failure()
             return b""
         content = self._content
         # Everything has arrived (a small JSON body comes whole with its headers): take it
@@ -340,7 +349,7 @@ class _Exchange:
         except _Interrupted:
             self._raise_failure()
         except (aiohttp.ClientError, OSError) as exc:
-            if self._failure is not None:
+            if self.stop_reason is not None:
                 self._raise_failure()
             self._finish(close=True)
             raise NetworkError(
@@ -358,14 +367,14 @@ class _Exchange:
         return chunk
 
     def interrupt(self, kind: str) -> None:
-        if self._failure is not None or self.done:
+        if self.phase != "reading":
             return
-        self._failure = kind
+        self.stop_reason = kind
         self._content.set_exception(_Interrupted(kind))
         self._finish(close=True)
 
     def _raise_failure(self) -> None:
-        kind = self._failure
+        kind = self.stop_reason
         if kind == "abort" and self._signal is not None:
             raise self._signal.error() from None
         if kind == "idle":
@@ -381,9 +390,9 @@ class _Exchange:
         raise NetworkError(f"the body of {_what(self._request)} was closed", phase="body")
 
     def _finish(self, *, close: bool) -> None:
-        if self.done:
+        if self.phase == "over":
             return
-        self.done = True
+        self.phase = "over"
         # Nothing to take off the watch: only a waiting read is on it, and that read's
         # own `finally` takes it off.
         if self._signal is not None:
@@ -395,6 +404,6 @@ class _Exchange:
 
     async def aclose(self) -> None:
         """Stop early: the connection is closed (a half-read body cannot be reused)."""
-        if self._failure is None:
-            self._failure = "closed"
+        if self.stop_reason is None:
+            self.stop_reason = "closed"
         self._finish(close=True)

@@ -1,8 +1,9 @@
 """One structured JSON line per request, on the ``aifetch.gateway.access`` logger.
 
-Only gateway-side facts are logged: the path without its query, the public model, the
-caller's *name*, the upstream's *name*, status, timings, token counts and an error code.
-No header, key, body or upstream URL is ever part of a record.
+Written from the request's context once it is answered. Only gateway-side facts are
+logged: the path without its query, the public model, the caller's *name*, the upstream's
+*name*, status, timings, token counts and an error code. No header, key, body or upstream
+URL is ever part of a record.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import time
 
 import msgspec
+
+from ._context import RequestContext
 
 __all__ = ["AccessLog", "AccessRecord"]
 
@@ -37,6 +40,10 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
 _encode = msgspec.json.Encoder().encode
 
 
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
 class AccessLog:
     def __init__(self, enabled: bool, logger: str = "aifetch.gateway.access") -> None:
         self.enabled = enabled
@@ -45,7 +52,24 @@ class AccessLog:
     def active(self) -> bool:
         return self.enabled and self.logger.isEnabledFor(logging.INFO)
 
-    def emit(self, record: AccessRecord, started: float) -> None:
-        record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        record.ts = round(time.time(), 3)
+    def emit(self, ctx: RequestContext) -> None:
+        usage = ctx.usage
+        record = AccessRecord(
+            method=ctx.method,
+            path=ctx.path,
+            ts=round(time.time(), 3),
+            status=ctx.status,
+            model=ctx.model,
+            caller=ctx.caller_name,
+            upstream=ctx.upstream,
+            stream=ctx.stream,
+            duration_ms=_ms(time.perf_counter() - ctx.started),
+            upstream_ms=_ms(ctx.upstream_time) if ctx.upstream or ctx.upstream_time else None,
+            ttft_ms=_ms(ctx.ttft) if ctx.ttft is not None else None,
+            retries=ctx.retries,
+            fallbacks=ctx.fallbacks,
+            prompt_tokens=usage[0] if usage is not None else None,
+            completion_tokens=usage[1] if usage is not None else None,
+            error=ctx.error,
+        )
         self.logger.info(_encode(record).decode())

@@ -12,12 +12,14 @@ key never appears in a message or a log line.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
-from ._config import CallerConfig
+from . import _codes as codes
+from ._config import CallerConfig, is_loopback_host
+from ._context import Handler, RequestContext
 from ._errors import GatewayError
 
-__all__ = ["Authenticator", "Caller"]
+__all__ = ["Authenticator", "Caller", "Gate"]
 
 
 class Caller:
@@ -37,16 +39,14 @@ class Caller:
 # every raise's traceback onto it, keeping each failed request's frames (and the key it
 # presented) alive for the life of the process.
 def _missing() -> GatewayError:
-    return GatewayError(
-        401,
+    return codes.MISSING_API_KEY(
         "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or "
-        "'api-key: <key>'.",
-        code="missing_api_key",
+        "'api-key: <key>'."
     )
 
 
 def _wrong() -> GatewayError:
-    return GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return codes.INVALID_API_KEY("Incorrect API key provided.")
 
 
 class Authenticator:
@@ -76,3 +76,26 @@ class Authenticator:
         if caller is None or not hmac.compare_digest(caller.key, key):
             raise _wrong()
         return caller
+
+
+class Gate:
+    """The stage that says who is calling, from the request's headers alone (before any
+    body is read): the caller whose key it is, or, with no callers configured, anyone on
+    this machine; a client elsewhere then gets 403 (the CLI also refuses to listen on a
+    non-loopback address without callers)."""
+
+    next: Handler
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def __call__(self, ctx: RequestContext) -> Awaitable[None]:
+        if self.auth.enabled:
+            ctx.caller = self.auth.authenticate(ctx.headers)
+        else:
+            client = ctx.scope.get("client")
+            if client and not is_loopback_host(str(client[0])):
+                raise codes.LOOPBACK_ONLY(
+                    "this gateway has no callers configured and serves loopback clients only"
+                )
+        return self.next(ctx)

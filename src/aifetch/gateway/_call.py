@@ -1,27 +1,40 @@
-"""What flows through one model call: the ``Call`` pipes see, the ``Reply`` they get back,
-and the ``Flight`` that lets a disconnect or a shutdown stop the call from outside."""
+"""What flows through one model call: the ``Call`` pipes see and the ``Reply`` they get
+back."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from aifetch import AbortController, AbortSignal
+from ._parse import RoutingFields, decode_fields
 
 if TYPE_CHECKING:
     import aifetch
     from aifetch.sse import ServerSentEvent, SSEBlockSplitter
 
-    from ._parse import RoutingFields
-
-__all__ = ["Call", "EventHook", "Flight", "Next", "Pipe", "Reply", "StreamSource"]
+__all__ = [
+    "MODEL_ROUTES",
+    "STREAMING_ROUTES",
+    "Call",
+    "EventHook",
+    "Next",
+    "Pipe",
+    "Reply",
+    "StreamSource",
+]
 
 _encode = msgspec.json.Encoder().encode
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+# The routes of model calls → the path each one calls under an upstream's base_url.
+MODEL_ROUTES = {
+    "/v1/chat/completions": "/chat/completions",
+    "/v1/completions": "/completions",
+    "/v1/embeddings": "/embeddings",
+}
+STREAMING_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
 
 # A stream hook sees each event after the commit point. It returns the event to relay
 # (the same object: the upstream's bytes go out untouched; a new one: it is re-encoded),
@@ -35,13 +48,15 @@ class Call:
     ``body`` decodes the caller's JSON lazily, on first access, and from then on the
     gateway re-encodes it before sending: a pipe that never touches it costs nothing.
     ``model`` is the public model name; a pipe may change it to another configured name.
+
+    A pipe may also make a call of its own and pass it to ``next``, for example
+    ``await next(Call(call.route, {"model": "small", "messages": [...]}, call.caller))``;
+    it runs as part of the same request (a disconnect or shutdown stops it too).
     """
 
     __slots__ = (
         "_body",
-        "_flight",
         "_raw",
-        "_upstream_path",
         "caller",
         "extensions",
         "fields",
@@ -54,26 +69,28 @@ class Call:
     def __init__(
         self,
         route: str,
-        raw: bytes,
-        fields: RoutingFields,
-        caller: str | None,
-        headers: list[tuple[bytes, bytes]],
+        body: bytes | dict[str, Any],
+        caller: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        fields: RoutingFields | None = None,
     ) -> None:
         self.route = route
-        self._raw = raw
-        self._body: dict[str, Any] | None = None
-        self.fields = fields
-        self.model = fields.model
+        if isinstance(body, dict):
+            self._body: dict[str, Any] | None = body
+            self._raw = _encode(body)
+        else:
+            self._body = None
+            self._raw = body
+        # The gateway passes the fields it already read; a pipe's own call is read here.
+        self.fields = fields if fields is not None else decode_fields(self._raw)
+        self.model = self.fields.model
         # Whether the caller asked for a stream (read once from the body as sent).
-        self.stream = bool(fields.stream)
+        self.stream = bool(self.fields.stream)
         self.caller = caller
         # The caller's request headers (ASGI form, names lower-case), for inspection only:
         # none of them is forwarded upstream.
-        self.headers = headers
+        self.headers = headers if headers is not None else []
         self.extensions: dict[str, Any] = {}
-        # Set by the gateway for the end of the pipe chain (not for pipes).
-        self._flight: Flight | None = None
-        self._upstream_path = ""
 
     @property
     def body(self) -> dict[str, Any]:
@@ -152,72 +169,3 @@ class Reply:
 
 Next = Callable[[Call], Awaitable[Reply]]
 Pipe = Callable[[Call, Next], Awaitable[Reply]]
-
-
-class Flight(AbortController):
-    """One call in flight, stoppable from outside: the caller went away, or shutdown came.
-
-    ``reason`` is ``None`` while the call runs, then ``"disconnect"`` or ``"shutdown"``.
-    The flight is the abort controller of every upstream attempt of its call: stopping it
-    aborts the attempt in progress unless the model drains, and a stopped flight makes no
-    further attempt. It also watches for its caller's disconnect: at once for a stream
-    (``watch``), or, for a non-stream call, only once the call has run for a while
-    (``watch_later``; the app's sweep calls ``watch_now``): most end sooner and never pay
-    for a task.
-    """
-
-    __slots__ = ("_event", "_receive", "_watcher", "drain", "reason", "started")
-
-    def __init__(self, drain: bool = False, started: float = 0.0) -> None:
-        self.signal = AbortSignal()  # AbortController's own state, without a super() call
-        self.reason: str | None = None
-        self.drain = drain
-        self.started = started  # time.perf_counter() when the request arrived
-        self._event: Any = None
-        self._receive: Receive | None = None
-        self._watcher: asyncio.Task[None] | None = None
-
-    def stop(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-            if self._event is not None:
-                self._event.set()
-        # A drained call keeps reading after the caller left (for usage); a shutdown
-        # always ends it, draining or not.
-        if reason == "shutdown" or not self.drain:
-            self.abort(reason)
-
-    async def watch(self, receive: Receive) -> None:
-        """Stop the flight when the caller goes away (ASGI ``http.disconnect``)."""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.stop("disconnect")
-                return
-
-    def watch_later(self, receive: Receive) -> None:
-        """Have ``watch_now`` start ``watch`` with ``receive``, unless ``end_watch`` comes
-        first."""
-        self._receive = receive
-
-    def watch_now(self) -> None:
-        receive, self._receive = self._receive, None
-        if receive is not None:
-            self._watcher = asyncio.ensure_future(self.watch(receive))
-
-    def end_watch(self) -> None:
-        self._receive = None
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    async def pause(self, delay: float) -> bool:
-        """Sleep ``delay`` seconds; ``False`` if the flight was stopped meanwhile."""
-        if self.reason is not None:
-            return False
-        if self._event is None:
-            self._event = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._event.wait(), delay)
-        except TimeoutError:
-            return True
-        return False

@@ -98,7 +98,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     targets: list[TargetConfig]
     retry: RetryConfig = RetryConfig()
     # On caller disconnect: cancel the upstream call at once, or read it to the end so
-    # that its usage is recorded (DESIGN.md §3, disconnects).
+    # that its usage is recorded.
     on_disconnect: Literal["cancel", "drain"] = "cancel"
 
 
@@ -235,8 +235,10 @@ def _substitute(text: str, env: Mapping[str, str], path: str) -> str:
 
 def _join(path: str, key: str) -> str:
     # A key that is empty, padded or has control characters would make the path in an
-    # error message read as nothing at all: show those quoted.
-    shown = key if key and key.isprintable() and key.strip() == key else repr(key)
+    # error message read as nothing at all, and one with ": " would end the path early:
+    # show those quoted.
+    plain = key and key.isprintable() and key.strip() == key and ":" not in key
+    shown = key if plain else repr(key)
     return f"{path}.{shown}" if path else shown
 
 

@@ -3,7 +3,10 @@ so a browser app can call the gateway directly with its own short-lived gateway 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from ._config import CorsConfig
+from ._context import Handler, RequestContext
 
 __all__ = ["Cors"]
 
@@ -12,12 +15,35 @@ _EXPOSE = b"server-timing, retry-after, x-request-id"
 
 
 class Cors:
+    """The CORS stage: answers an allowed origin's preflight, and gives its other requests
+    the headers that let the page read the answer. Not in the path when no origin is
+    configured."""
+
+    next: Handler
+
     def __init__(self, config: CorsConfig) -> None:
         self.enabled = bool(config.allow_origins)
         self.any_origin = "*" in config.allow_origins
         self.origins = frozenset(o.rstrip("/").encode() for o in config.allow_origins)
         self.allow_headers = frozenset(h.lower().encode() for h in config.allow_headers)
         self.max_age = str(config.max_age).encode()
+
+    def __call__(self, ctx: RequestContext) -> Awaitable[None]:
+        origin = self.origin_of(ctx.headers)
+        if origin is None:
+            return self.next(ctx)
+        if ctx.method == "OPTIONS":
+            return self._preflight(ctx, origin)
+        ctx.answer_headers = self.response_headers(origin)
+        return self.next(ctx)
+
+    async def _preflight(self, ctx: RequestContext, origin: bytes) -> None:
+        answer = self.preflight(origin, ctx.headers)
+        ctx.status = 204 if answer is not None else 403
+        await ctx.send(
+            {"type": "http.response.start", "status": ctx.status, "headers": answer or []}
+        )
+        await ctx.send({"type": "http.response.body", "body": b""})
 
     def origin_of(self, headers: list[tuple[bytes, bytes]]) -> bytes | None:
         """The request's Origin when it is allowed, else ``None``."""

@@ -3,7 +3,8 @@
 Every error body is ``{"error": {"message", "type", "param", "code"}}`` so that any OpenAI
 SDK maps it to its own exception class by status (401 → AuthenticationError, 404 →
 NotFoundError, 429 → RateLimitError, ...). Messages are built from gateway-side facts only
-(upstream *names*, never URLs with credentials, never keys).
+(upstream *names*, never URLs with credentials, never keys). The codes the gateway itself
+raises are listed in ``_codes.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import msgspec
 
 from aifetch.sse import encode_event
 
-__all__ = ["GatewayError", "error_body", "error_event", "model_not_found"]
+__all__ = ["GatewayError", "error_body", "error_event"]
 
 
 class _ErrorDetail(msgspec.Struct, omit_defaults=False):
@@ -79,16 +80,6 @@ class GatewayError(Exception):
         return f"GatewayError({self.status}, {self.message!r}, code={self.code!r})"
 
 
-def model_not_found(model: str) -> GatewayError:
-    """404 for a model name that is not configured: the caller's, or one a pipe mapped to."""
-    return GatewayError(
-        404,
-        f"The model '{model}' does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
-    )
-
-
 def error_body(
     message: str,
     *,
@@ -104,7 +95,7 @@ def error_event(err: GatewayError) -> bytes:
     """The final SSE event that ends a stream after the commit point.
 
     ``event: error`` plus an OpenAI error object in ``data``: openai-python raises
-    ``APIError`` on it, and no ``data: [DONE]`` follows (DESIGN.md §3, commit rule), so a
-    truncated answer never looks complete.
+    ``APIError`` on it, and no ``data: [DONE]`` follows (docs/ARCHITECTURE.md, the commit
+    rule), so a truncated answer never looks complete.
     """
     return encode_event(err.body().decode(), event="error")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ._errors import GatewayError
+from . import _codes as codes
 
 __all__ = ["RoutingFields", "decode_fields", "patch_body", "usage_of"]
 
@@ -61,30 +61,20 @@ def decode_fields(body: bytes) -> RoutingFields:
             body.decode("utf-8")
         return _decoder.decode(body)
     except UnicodeDecodeError:
-        raise GatewayError(
-            400, "The request body is not valid UTF-8 JSON.", code="invalid_encoding"
-        ) from None
+        raise codes.INVALID_ENCODING("The request body is not valid UTF-8 JSON.") from None
     except RecursionError:
         # msgspec recurses per nesting level, and a deep enough body exhausts the stack.
-        raise GatewayError(
-            400, "The request body's JSON is nested too deeply.", code="invalid_json"
-        ) from None
+        raise codes.INVALID_JSON("The request body's JSON is nested too deeply.") from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         if "missing required field `model`" in text:
-            raise GatewayError(
-                400,
-                "you must provide a model parameter",
-                param="model",
-                code="missing_required_parameter",
+            raise codes.MISSING_PARAMETER(
+                "you must provide a model parameter", param="model"
             ) from None
-        param = _param_of(text)
-        raise GatewayError(400, f"invalid request body: {text}", param=param) from None
+        raise codes.INVALID_FIELD(f"invalid request body: {text}", param=_param_of(text)) from None
     except msgspec.DecodeError:
-        raise GatewayError(
-            400,
-            "We could not parse the JSON body of your request. Send a valid JSON object.",
-            code="invalid_json",
+        raise codes.INVALID_JSON(
+            "We could not parse the JSON body of your request. Send a valid JSON object."
         ) from None
 
 

@@ -4,22 +4,27 @@ A gateway pipe is ``async def pipe(call: Call, next: Next) -> Reply``. Before ``
 may inspect or change the call (``call.body``, ``call.model``) or reject it by raising
 ``GatewayError``; after ``next`` it may inspect or change the reply, and for a stream
 register ``reply.on_event(hook)`` to see each event as it passes (nothing is buffered).
-Pipes come from config as ``module:attr``; the chain is folded once, at app creation, and
-with no pipes configured the call goes straight to the dispatcher.
+Pipes come from config as ``module:attr``. The chain's end is the dispatcher bound to the
+request, so a call a pipe makes itself runs as part of that request; with no pipes
+configured the call goes straight to the dispatcher.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._call import Call, Next, Pipe, Reply
 from ._config import ConfigError, PipeConfig
+from ._context import RequestContext
 from ._errors import GatewayError
 
-__all__ = ["fold", "load_pipes", "log_calls", "request_policy"]
+if TYPE_CHECKING:
+    from ._dispatch import Dispatcher
+
+__all__ = ["PipeChain", "load_pipes", "log_calls", "request_policy"]
 
 
 def load_pipes(configs: Sequence[PipeConfig]) -> list[Pipe]:
@@ -44,19 +49,45 @@ def load_pipes(configs: Sequence[PipeConfig]) -> list[Pipe]:
     return pipes
 
 
-def fold(pipes: Sequence[Pipe], terminal: Next) -> Next:
-    """The chain as one callable; the first pipe runs outermost."""
-    chain = terminal
-    for pipe in reversed(pipes):
-        chain = _link(pipe, chain)
-    return chain
+class PipeChain:
+    """The configured pipes around the dispatcher, the first outermost."""
+
+    def __init__(self, pipes: Sequence[Pipe], dispatcher: Dispatcher) -> None:
+        self.pipes = tuple(pipes)
+        self.dispatcher = dispatcher
+        # Without pipes a call goes straight to the dispatcher, with no call in between.
+        self.run = self._through_pipes if self.pipes else dispatcher.dispatch
+
+    def _through_pipes(self, call: Call, ctx: RequestContext) -> Awaitable[Reply]:
+        """``call`` through the pipes, as part of the request ``ctx``."""
+        handler: Next = _End(self.dispatcher, ctx)
+        for pipe in reversed(self.pipes):
+            handler = _Link(pipe, handler)
+        return handler(call)
 
 
-def _link(pipe: Pipe, next_: Next) -> Next:
-    async def linked(call: Call) -> Reply:
-        return await pipe(call, next_)
+class _Link:
+    """One pipe bound to the rest of the chain (returns the pipe's own awaitable)."""
 
-    return linked
+    __slots__ = ("next", "pipe")
+
+    def __init__(self, pipe: Pipe, next: Next) -> None:
+        self.pipe, self.next = pipe, next
+
+    def __call__(self, call: Call) -> Awaitable[Reply]:
+        return self.pipe(call, self.next)
+
+
+class _End:
+    """The chain's end for one request: whatever call reaches it joins that request."""
+
+    __slots__ = ("ctx", "dispatcher")
+
+    def __init__(self, dispatcher: Dispatcher, ctx: RequestContext) -> None:
+        self.dispatcher, self.ctx = dispatcher, ctx
+
+    def __call__(self, call: Call) -> Awaitable[Reply]:
+        return self.dispatcher.dispatch(call, self.ctx)
 
 
 # ---------------------------------------------------------------------------- built-ins

@@ -8,81 +8,30 @@ decoded only when it may be an error event or the usage chunk (``"choices":[]`` 
 ``usage`` object), or when a pipe asked to see events.
 
 A failure after the commit point ends the stream with an OpenAI-shaped SSE ``error`` event
-and no ``data: [DONE]`` (DESIGN.md §3), so a truncated answer never looks complete.
+and no ``data: [DONE]`` (docs/ARCHITECTURE.md, the commit rule), so a truncated answer
+never looks complete.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
 
 import aifetch
-from aifetch.sse import encode_comment, encode_event, parse_block
+from aifetch.sse import encode_event, parse_block
 
-from ._call import EventHook, Flight, Reply
+from . import _codes as codes
+from ._call import Call, EventHook, Reply, StreamSource
+from ._context import RequestContext
+from ._downstream import Downstream
 from ._errors import GatewayError, error_event
-from ._upstreams import error_message_of, is_error_data
+from ._events import error_message_of, is_error_data
 
-__all__ = ["Downstream", "RelayOutcome", "heartbeat", "relay"]
-
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+__all__ = ["RelayOutcome", "relay"]
 
 log = logging.getLogger("aifetch.gateway")
-
-PING = encode_comment("ping")
-SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-
-
-class Downstream:
-    """The caller's side of one streamed response."""
-
-    __slots__ = ("begun", "early_headers", "last", "send", "started")
-
-    def __init__(self, send: Send, early_headers: list[tuple[bytes, bytes]]) -> None:
-        self.send = send
-        self.started = False
-        self.begun = self.last = time.monotonic()
-        # Headers for a commit forced by a heartbeat before the first content event.
-        self.early_headers = early_headers
-
-    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        if self.started:
-            return
-        self.started = True
-        await self.send({"type": "http.response.start", "status": status, "headers": headers})
-
-    async def write(self, data: bytes) -> None:
-        self.last = time.monotonic()
-        await self.send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def end(self, data: bytes = b"") -> None:
-        await self.send({"type": "http.response.body", "body": data, "more_body": False})
-
-
-async def heartbeat(down: Downstream, interval: float) -> None:
-    """Send ``: ping`` whenever ``interval`` seconds pass without a write.
-
-    Before the first content event this commits the response early (200, event stream):
-    a load balancer would otherwise cut a slow first token. Fallback still works after
-    such a commit (no content was sent), but a final failure then arrives as an SSE error
-    event instead of an HTTP status.
-    """
-    while True:
-        wait = down.last + interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-            continue
-        if not down.started:
-            # Server-Timing on an early commit: how long the gateway had waited so far.
-            waited = b"wait;dur=%.3f" % ((time.monotonic() - down.begun) * 1000)
-            await down.start(200, [*down.early_headers, (b"server-timing", waited)])
-        await down.write(PING)
 
 
 class _UsageFields(msgspec.Struct):
@@ -117,19 +66,12 @@ class _BlockFilter:
 
     __slots__ = ("hooks", "outcome", "secrets", "strip", "upstream")
 
-    def __init__(
-        self,
-        outcome: RelayOutcome,
-        strip: bool,
-        hooks: list[EventHook],
-        upstream: str,
-        secrets: tuple[bytes, ...] = (),
-    ) -> None:
+    def __init__(self, outcome: RelayOutcome, strip: bool, reply: Reply) -> None:
         self.outcome = outcome
         self.strip = strip
-        self.hooks = hooks
-        self.upstream = upstream
-        self.secrets = secrets
+        self.hooks: list[EventHook] = reply.hooks
+        self.upstream = reply.upstream or "?"
+        self.secrets = reply.source.secrets if reply.source is not None else ()
 
     def process(self, blocks: list[bytes]) -> bytes:
         # ``keep`` stays None (no copy) until a block is dropped: the usual case.
@@ -168,12 +110,12 @@ class _BlockFilter:
         event = parse_block(block, stream_start=False)
         if event is None or not (event.event == "error" or is_error_data(event.data)):
             return False
-        message = error_message_of(event.data) or "error event"
-        # An upstream may quote the gateway's own key back in its message (DESIGN.md §3).
+        message = error_message_of(event.data)
+        # An upstream may quote the gateway's own key back in its message.
         for secret in self.secrets:
             message = message.replace(secret.decode(), "[redacted]")
-        self.outcome.error = GatewayError(
-            502, f"upstream '{self.upstream}' sent an error: {message}", code="upstream_error_event"
+        self.outcome.error = codes.UPSTREAM_ERROR_EVENT(
+            f"upstream '{self.upstream}' sent an error: {message}"
         )
         return True
 
@@ -226,51 +168,40 @@ def _encode(event: aifetch.sse.ServerSentEvent) -> bytes:
     )
 
 
-async def relay(
-    reply: Reply,
-    down: Downstream,
-    flight: Flight,
-    *,
-    strip_usage: bool,
-    on_gap: Callable[[float], None] | None = None,
-) -> RelayOutcome:
+async def relay(ctx: RequestContext, call: Call, reply: Reply, down: Downstream) -> RelayOutcome:
     """Relay the committed stream in ``reply`` to ``down``; never raises for upstream faults.
 
     The caller's response is ended here, with an error event when the stream failed.
     """
     source = reply.source
+    flight = ctx.flight
     assert source is not None
+    assert flight is not None
     outcome = RelayOutcome()
-    filt = _BlockFilter(outcome, strip_usage, reply.hooks, reply.upstream or "?", source.secrets)
-    name = reply.upstream or "?"
+    filt = _BlockFilter(outcome, not call.fields.wants_usage, reply)
+    name = filt.upstream
     try:
         out = filt.process(source.held)
         if out and flight.reason is None:
             await down.write(out)
         if outcome.error is None:
-            await _pump(source, filt, down, flight, on_gap)
+            await _pump(source, filt, down, ctx)
     except aifetch.AbortError:
         if flight.reason == "shutdown":
-            outcome.error = GatewayError(503, "the gateway is shutting down", code="shutting_down")
+            outcome.error = codes.SHUTTING_DOWN("the gateway is shutting down")
     except aifetch.TimeoutError as exc:
-        outcome.error = GatewayError(
-            504, f"upstream '{name}' timed out ({exc.phase})", code="upstream_timeout"
-        )
+        outcome.error = codes.UPSTREAM_TIMEOUT(f"upstream '{name}' timed out ({exc.phase})")
     except (aifetch.NetworkError, aifetch.SSEError, OSError):
-        outcome.error = GatewayError(
-            502, f"upstream '{name}' broke the connection mid-stream", code="upstream_reset"
-        )
+        outcome.error = codes.UPSTREAM_RESET(f"upstream '{name}' broke the connection mid-stream")
     except Exception:
         # A bug (in a pipe's event hook, say) must still end the stream as an error.
         log.exception("stream relay failed")
-        outcome.error = GatewayError(
-            500, "the gateway failed while relaying the stream", code="internal_error"
-        )
+        outcome.error = codes.INTERNAL("the gateway failed while relaying the stream")
     finally:
         await source.response.aclose()
     if outcome.error is None and not outcome.done and flight.reason is None:
-        outcome.error = GatewayError(
-            502, f"upstream '{name}' ended the stream before [DONE]", code="upstream_incomplete"
+        outcome.error = codes.UPSTREAM_INCOMPLETE(
+            f"upstream '{name}' ended the stream before [DONE]"
         )
     if flight.reason == "disconnect":
         outcome.caller_gone = True
@@ -280,22 +211,14 @@ async def relay(
 
 
 async def _pump(
-    source: Any,
-    filt: _BlockFilter,
-    down: Downstream,
-    flight: Flight,
-    on_gap: Callable[[float], None] | None,
+    source: StreamSource, filt: _BlockFilter, down: Downstream, ctx: RequestContext
 ) -> None:
     """The hot loop: one upstream read → its complete blocks → one send."""
     splitter = source.splitter
     outcome = filt.outcome
-    clock = time.perf_counter
-    previous = clock()
+    flight = ctx.flight
+    assert flight is not None
     async for chunk in source.chunks:
-        if on_gap is not None:
-            now = clock()
-            on_gap(now - previous)
-            previous = now
         blocks = splitter.feed(chunk)
         if not blocks:
             continue

@@ -2,7 +2,7 @@
 
 On SIGINT/SIGTERM uvicorn stops accepting and waits for open connections; the gateway
 refuses new calls at once, lets streams in flight run for ``server.shutdown_grace``
-seconds, then ends the rest with an SSE error event (DESIGN.md §3) so no caller is left
+seconds, then ends the rest with an SSE error event (docs/ARCHITECTURE.md) so no caller is left
 with a stream that silently stops.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import _codes as codes
 from ._app import GatewayApp, create_app
 from ._config import GatewayConfig, default_config, is_loopback_host, load_config
 from ._errors import GatewayError
@@ -118,7 +119,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         log.warning("closed a connection whose request was not complete after %g s", timeout)
         if self._in_head or cycle is None or not cycle.response_started:
             message = f"The request was not complete within {timeout:g} seconds."
-            self._answer_and_close(GatewayError(408, message, code="request_timeout"))
+            self._answer_and_close(codes.REQUEST_TIMEOUT(message))
         else:
             self.transport.close()  # an answer is already on its way: only stop reading
 
@@ -128,7 +129,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._in_head = False
         log.warning("refused a request head over %d bytes", MAX_HEAD_BYTES)
         message = f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes."
-        self._answer_and_close(GatewayError(431, message, code="request_header_too_large"))
+        self._answer_and_close(codes.HEADER_TOO_LARGE(message))
 
     def _answer_and_close(self, error: GatewayError) -> None:
         """Write ``error`` as a whole answer straight to the socket, then close it (for a

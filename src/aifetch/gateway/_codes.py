@@ -1,0 +1,121 @@
+"""Every error code the gateway itself answers with, in one table.
+
+A code is raised by calling its entry: ``raise MODEL_NOT_FOUND(f"The model '{m}' ...",
+param="model")``. The entry fixes the status and the OpenAI ``type``; the message says
+what happened this time. ``docs/GATEWAY.md``'s error table lists every entry (a test
+checks it), so a new code is a new row here and there, never a literal at a raise site.
+
+Upstream errors passed on unchanged keep the upstream's own status and code; they are not
+in this table.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ._errors import GatewayError
+
+__all__ = ["REGISTRY", "ErrorSpec", "model_not_found"]
+
+
+class ErrorSpec(NamedTuple):
+    """One error code: its status (``None``: given at the raise site), OpenAI ``type``,
+    and when it happens (for the docs)."""
+
+    code: str | None
+    status: int | None
+    type: str | None
+    when: str
+
+    def __call__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        param: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> GatewayError:
+        """The error to raise (``status`` only for entries whose status varies)."""
+        given = self.status if self.status is not None else status
+        if given is None:
+            raise TypeError(f"error code {self.code!r} needs a status")
+        return GatewayError(
+            given, message, type=self.type, param=param, code=self.code, headers=headers
+        )
+
+
+def _spec(code: str | None, status: int | None, when: str, type: str | None = None) -> ErrorSpec:
+    return ErrorSpec(code, status, type, when)
+
+
+# ---------------------------------------------------------------- the caller's request
+
+INVALID_JSON = _spec("invalid_json", 400, "the body is not a JSON object")
+INVALID_ENCODING = _spec("invalid_encoding", 400, "the body is not UTF-8")
+MISSING_PARAMETER = _spec("missing_required_parameter", 400, "a required field is missing")
+# OpenAI answers a field of the wrong type with no code, only ``param``; so does the gateway.
+INVALID_FIELD = _spec(None, 400, "a routing field has the wrong type or is out of range")
+MISSING_API_KEY = _spec("missing_api_key", 401, "no gateway key was sent")
+INVALID_API_KEY = _spec("invalid_api_key", 401, "the gateway key is not one of the callers'")
+MODEL_NOT_ALLOWED = _spec("model_not_allowed", 403, "the caller's key may not use this model")
+LOOPBACK_ONLY = _spec(
+    "loopback_only", 403, "no callers are configured and the client is not on this machine"
+)
+MODEL_NOT_FOUND = _spec("model_not_found", 404, "the model is not configured")
+
+
+def model_not_found(model: str) -> GatewayError:
+    """The 404 for a name that is not configured (the caller's, or one a pipe mapped to),
+    worded as OpenAI words it."""
+    return MODEL_NOT_FOUND(
+        f"The model '{model}' does not exist or you do not have access to it.", param="model"
+    )
+
+
+UNKNOWN_URL = _spec("unknown_url", 404, "no route has this path")
+METHOD_NOT_ALLOWED = _spec("method_not_allowed", 405, "the route exists, not with this method")
+REQUEST_TIMEOUT = _spec(
+    "request_timeout", 408, "the request was not complete within limits.request_timeout"
+)
+REQUEST_TOO_LARGE = _spec("request_too_large", 413, "the body is over limits.max_body_bytes")
+HEADER_TOO_LARGE = _spec(
+    "request_header_too_large", 431, "the request line and headers are over 64 KiB"
+)
+# Logged as 499 (nginx's "client closed request"); a caller that is gone gets no answer.
+CLIENT_CLOSED = _spec("client_closed", 499, "the caller went away before the answer")
+
+# ---------------------------------------------------------------- the gateway
+
+INTERNAL = _spec("internal_error", 500, "a bug in the gateway or in a pipe (details in the log)")
+PIPE_ERROR = _spec("pipe_error", 500, "a gateway pipe returned a stream for a non-stream call")
+SHUTTING_DOWN = _spec("shutting_down", 503, "the gateway is shutting down")
+
+# ---------------------------------------------------------------- the upstreams
+
+UPSTREAM_STATUS = _spec(
+    "upstream_status",
+    None,
+    "an upstream error status that could not be passed on as it was (after a heartbeat "
+    "committed the stream, it travels in an error event)",
+)
+UPSTREAM_UNREACHABLE = _spec("upstream_unreachable", 502, "no upstream target could be reached")
+UPSTREAM_RESET = _spec("upstream_reset", 502, "an upstream broke the connection")
+UPSTREAM_REDIRECT = _spec("upstream_redirect", 502, "an upstream answered with a redirect")
+UPSTREAM_BAD_STATUS = _spec("upstream_bad_status", 502, "an upstream answered 1xx or 3xx")
+UPSTREAM_AUTH_FAILED = _spec(
+    "upstream_auth_failed", 502, "an upstream rejected the gateway's own key (401/403)"
+)
+UPSTREAM_TOO_LARGE = _spec("upstream_too_large", 502, "an upstream body was over 64 MiB")
+UPSTREAM_ERROR_EVENT = _spec("upstream_error_event", 502, "an upstream stream sent an error event")
+UPSTREAM_NO_CONTENT = _spec(
+    "upstream_no_content", 502, "an upstream stream sent 1 MiB without a content event"
+)
+UPSTREAM_EMPTY = _spec("upstream_empty", 502, "an upstream stream ended before any content")
+UPSTREAM_INCOMPLETE = _spec(
+    "upstream_incomplete", 502, "an upstream stream ended without its final data: [DONE]"
+)
+UPSTREAM_TIMEOUT = _spec("upstream_timeout", 504, "an upstream timed out (the phase is named)")
+
+REGISTRY: tuple[ErrorSpec, ...] = tuple(
+    value for value in globals().values() if isinstance(value, ErrorSpec)
+)

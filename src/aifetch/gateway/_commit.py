@@ -1,0 +1,92 @@
+"""The commit point of a stream: read the upstream until its first content event.
+
+Until then nothing has reached the caller, so a failure (an error event, a stream that
+ends or sends only comments and role chunks) can still be retried or handed to the next
+target (docs/ARCHITECTURE.md, the commit rule). Everything read meanwhile is held, whole
+SSE blocks only, and relayed first once the stream commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Literal
+
+import aifetch
+from aifetch.sse import SSEBlockSplitter, parse_block
+
+from . import _codes as codes
+from ._call import Reply, StreamSource
+from ._events import error_message_of, is_content_data, is_error_data
+from ._failure import Failure
+from ._upstream import Upstream
+
+__all__ = ["Scan", "Verdict", "open_stream", "scan"]
+
+# What the blocks read so far say: keep reading, the stream is committed (a content event
+# arrived), or it failed (an error event came first).
+Verdict = Literal["waiting", "committed", "failed"]
+
+# What a stream may send before its first content event (held, not yet relayed).
+MAX_HELD = 1024 * 1024
+
+
+class Scan:
+    """The blocks of one stream before its commit point, and what they say."""
+
+    __slots__ = ("error", "held", "verdict")
+
+    def __init__(self) -> None:
+        self.held: list[bytes] = []
+        self.verdict: Verdict = "waiting"
+        self.error = ""  # the upstream's message, when the verdict is "failed"
+
+
+def scan(blocks: Iterable[bytes], state: Scan) -> Verdict:
+    """Hold ``blocks`` in ``state`` and return its verdict. Once committed, the rest of
+    the blocks are held unread (they go out with the first content event)."""
+    for block in blocks:
+        if state.verdict == "committed":
+            state.held.append(block)
+            continue
+        event = parse_block(block, stream_start=not state.held)
+        if event is not None and (event.event == "error" or is_error_data(event.data)):
+            state.verdict, state.error = "failed", error_message_of(event.data)
+            return "failed"
+        state.held.append(block)
+        if event is not None and is_content_data(event.data):
+            state.verdict = "committed"
+    return state.verdict
+
+
+async def open_stream(
+    upstream: Upstream, resp: aifetch.AsyncResponse, ctype: str
+) -> Reply | Failure:
+    """Read ``resp`` up to its first content event: the committed ``Reply``, or why the
+    stream was abandoned before anything reached the caller."""
+    chunks: AsyncIterator[bytes] = aiter(resp.body)
+    splitter = SSEBlockSplitter()
+    state = Scan()
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_HELD:
+            # Comments or role chunks without end: holding them all would be unbounded.
+            await resp.aclose()
+            message = f"upstream '{upstream.name}' sent {MAX_HELD} bytes without content"
+            return Failure(codes.UPSTREAM_NO_CONTENT, message)
+        if scan(splitter.feed(chunk), state) != "waiting":
+            break
+    else:
+        tail = splitter.close()
+        scan([tail] if tail else [], state)
+    if state.verdict == "committed":
+        source = StreamSource(resp, chunks, splitter, state.held, upstream.secrets)
+        return Reply(resp.status, [("content-type", ctype)], source=source)
+    await resp.aclose()
+    if state.verdict == "failed":
+        message = upstream.scrub(state.error.encode()).decode()
+        return Failure(
+            codes.UPSTREAM_ERROR_EVENT, f"upstream '{upstream.name}' sent an error: {message}"
+        )
+    message = f"upstream '{upstream.name}' ended the stream before any content"
+    return Failure(codes.UPSTREAM_EMPTY, message)

@@ -1,0 +1,110 @@
+"""One request's life in the gateway: the context every stage takes.
+
+It is made once per request by the app's ASGI entry and handed down the stages
+(docs/ARCHITECTURE.md, "The request path"). What a stage learns it writes here (the caller,
+the flight, the model, the outcome), and what runs at the end (the access log, metrics)
+reads it from here, so no stage passes another a list of parameters or reaches into its
+private state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._auth import Caller
+    from ._call import Reply
+    from ._flight import Flight
+
+__all__ = ["Handler", "Receive", "RequestContext", "Scope", "Send", "Stage", "stages"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+# A stage, or the handler at the end of a chain: takes the request, answers it or passes it.
+Handler = Callable[["RequestContext"], Awaitable[None]]
+
+
+class RequestContext:
+    """The request as the stages share it, and what became of it."""
+
+    __slots__ = (
+        "answer_headers",
+        "caller",
+        "error",
+        "fallbacks",
+        "flight",
+        "headers",
+        "method",
+        "model",
+        "path",
+        "receive",
+        "retries",
+        "scope",
+        "send",
+        "started",
+        "status",
+        "stream",
+        "ttft",
+        "upstream",
+        "upstream_time",
+        "usage",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.started = time.perf_counter()
+        self.method: str = scope["method"]
+        self.path = path  # without the mount's root_path
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # Headers every answer to this request carries (CORS adds its own here).
+        self.answer_headers: list[tuple[bytes, bytes]] = []
+        self.caller: Caller | None = None
+        self.flight: Flight | None = None
+        self.model: str | None = None  # the public model name, once it is known to exist
+        self.stream = False
+        # The outcome, filled as it becomes known.
+        self.status = 0
+        self.error: str | None = None  # the error code, for the log
+        self.upstream: str | None = None
+        self.upstream_time = 0.0  # seconds spent waiting on upstreams before the answer
+        self.retries = self.fallbacks = 0
+        self.ttft: float | None = None  # seconds to the first content event of a stream
+        self.usage: tuple[int, int] | None = None  # (prompt, completion) tokens
+
+    @property
+    def caller_name(self) -> str | None:
+        return None if self.caller is None else self.caller.name
+
+    def took(self, reply: Reply) -> None:
+        """Note where the upstream part of the answer came from and what it cost."""
+        self.upstream = reply.upstream
+        self.upstream_time = reply.upstream_time
+        self.retries, self.fallbacks = reply.retries, reply.fallbacks
+
+    def added(self) -> float:
+        """Seconds the gateway itself took so far: since arrival, less the upstream wait."""
+        return max(0.0, time.perf_counter() - self.started - self.upstream_time)
+
+
+class Stage(Protocol):
+    """A step of the request path with one job; ``next`` is the rest of the path."""
+
+    next: Handler
+
+    def __call__(self, ctx: RequestContext) -> Awaitable[None]: ...
+
+
+def stages(*steps: Stage, end: Handler) -> Handler:
+    """The request path as one handler: ``steps`` in order, the first outermost, then
+    ``end``. Linked once, when the app is made; a stage that only looks at the request
+    returns ``next``'s awaitable from a plain ``def`` and adds no coroutine frame."""
+    handler = end
+    for step in reversed(steps):
+        step.next = handler
+        handler = step
+    return handler

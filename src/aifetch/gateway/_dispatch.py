@@ -1,0 +1,92 @@
+"""The end of the pipe chain: one call against its model's targets, up to the commit point.
+
+Each target is tried up to ``retry.attempts`` times (tries in all, the first included),
+then the call goes to the next target (fallback). Waits between tries are the core's
+retry timing (``aifetch._retry_timing``): what the upstream asked for (``retry-after-ms``,
+``Retry-After``, the exhausted ``x-ratelimit-reset-*``) without jitter, else exponential
+backoff with full jitter. A wait longer than ``retry.max_server_wait`` is not waited for:
+the next target is tried, or the failure passed on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from aifetch._retry_timing import backoff_delay
+
+from . import _codes as codes
+from ._attempt import attempt, stopped
+from ._call import MODEL_ROUTES, Call, Reply
+from ._codes import model_not_found
+from ._config import ModelConfig, RetryConfig
+from ._context import RequestContext
+from ._failure import Failure
+from ._metrics import Metrics
+from ._parse import patch_body
+from ._upstream import Upstream
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    def __init__(
+        self, upstreams: dict[str, Upstream], models: dict[str, ModelConfig], metrics: Metrics
+    ) -> None:
+        self.upstreams = upstreams
+        self.models = models
+        self.metrics = metrics
+
+    async def dispatch(self, call: Call, ctx: RequestContext) -> Reply:
+        """``call`` (made by the gateway or by a pipe) as part of the request ``ctx``."""
+        flight = ctx.flight
+        assert flight is not None  # the model call stage makes it before the chain runs
+        model = self.models.get(call.model)
+        if model is None:  # a pipe mapped the call onto a name that is not configured
+            raise model_not_found(call.model)
+        if call.route not in MODEL_ROUTES:
+            raise codes.PIPE_ERROR(f"a gateway pipe made a call to an unknown route {call.route}")
+        raw = call.raw_body()
+        started = time.perf_counter()
+        failure: Failure | None = None
+        retries = fallbacks = 0
+        for index, target in enumerate(model.targets):
+            if index:
+                fallbacks += 1
+                self.metrics.fallback(call.model)
+            upstream = self.upstreams[target.upstream]
+            upstream_model = target.model or call.model
+            body = patch_body(raw, call.fields, upstream_model, call.stream)
+            for n in range(model.retry.attempts):
+                if n:
+                    retries += 1
+                    self.metrics.retry(call.model, upstream.name)
+                outcome = await attempt(upstream, call, body, flight)
+                if isinstance(outcome, Reply):
+                    outcome.upstream, outcome.upstream_model = upstream.name, upstream_model
+                    outcome.retries, outcome.fallbacks = retries, fallbacks
+                    outcome.upstream_time = time.perf_counter() - started
+                    return outcome
+                failure = outcome
+                delay = _wait(model.retry, n, failure)
+                if delay is None:
+                    break
+                if not await flight.pause(delay):
+                    raise stopped(flight)
+        assert failure is not None
+        if failure.body is None:
+            raise failure.error()
+        # Every target failed with an HTTP error: the last one is passed on as it came.
+        reply = Reply(failure.answer_status, failure.headers, failure.body)
+        reply.retries, reply.fallbacks = retries, fallbacks
+        reply.upstream_time = time.perf_counter() - started
+        return reply
+
+
+def _wait(retry: RetryConfig, n: int, failure: Failure) -> float | None:
+    """Seconds before try ``n + 1`` of this target, or ``None`` to move on."""
+    if not failure.retryable or n + 1 >= retry.attempts:
+        return None
+    if failure.retry_after is not None:
+        return failure.retry_after if failure.retry_after <= retry.max_server_wait else None
+    return backoff_delay(n, base=retry.backoff, cap=retry.cap, rand=random.random)

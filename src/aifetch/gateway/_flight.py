@@ -1,0 +1,137 @@
+"""Calls in flight, stoppable from outside: the caller went away, or shutdown came.
+
+A ``Flight`` is one model call's abort controller and its disconnect watch. ``Flights`` is
+the set of them the app keeps, for shutdown and for the sweep that starts the disconnect
+watch of long non-stream calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aifetch import AbortController, AbortSignal
+
+from ._context import Receive
+
+__all__ = ["Flight", "Flights"]
+
+# A non-stream call starts watching for its caller's disconnect once it has run this long
+# (checked by a sweep at this interval, so within twice this). Most calls end sooner and
+# never pay for a task; a timer or a deadline entry per call cost more (bench/README.md).
+WATCH_AFTER = 0.25
+
+
+class Flight(AbortController):
+    """One call in flight.
+
+    ``reason`` is ``None`` while the call runs, then ``"disconnect"`` or ``"shutdown"``.
+    The flight is the abort controller of every upstream attempt of its call: stopping it
+    aborts the attempt in progress unless the model drains, and a stopped flight makes no
+    further attempt. It also watches for its caller's disconnect: at once for a stream
+    (``watch``), or, for a non-stream call, only once the call has run for a while
+    (``watch_later``; the sweep calls ``watch_now``).
+    """
+
+    __slots__ = ("_event", "_receive", "_watcher", "drain", "reason", "started")
+
+    def __init__(self, drain: bool, started: float) -> None:
+        self.signal = AbortSignal()  # AbortController's own state, without a super() call
+        self.reason: str | None = None
+        self.drain = drain
+        self.started = started  # time.perf_counter() when the request arrived
+        self._event: Any = None
+        self._receive: Receive | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            if self._event is not None:
+                self._event.set()
+        # A drained call keeps reading after the caller left (for usage); a shutdown
+        # always ends it, draining or not.
+        if reason == "shutdown" or not self.drain:
+            self.abort(reason)
+
+    async def watch(self, receive: Receive) -> None:
+        """Stop the flight when the caller goes away (ASGI ``http.disconnect``)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.stop("disconnect")
+                return
+
+    def watch_later(self, receive: Receive) -> None:
+        """Have ``watch_now`` start ``watch`` with ``receive``, unless ``end_watch`` comes
+        first."""
+        self._receive = receive
+
+    def watch_now(self) -> None:
+        receive, self._receive = self._receive, None
+        if receive is not None:
+            self._watcher = asyncio.ensure_future(self.watch(receive))
+
+    def end_watch(self) -> None:
+        self._receive = None
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def pause(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds; ``False`` if the flight was stopped meanwhile."""
+        if self.reason is not None:
+            return False
+        if self._event is None:
+            self._event = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._event.wait(), delay)
+        except TimeoutError:
+            return True
+        return False
+
+
+class Flights:
+    """The calls in flight: refused once closing, stopped at the end of shutdown, and
+    swept every ``WATCH_AFTER`` seconds while any runs."""
+
+    def __init__(self) -> None:
+        self._flights: set[Flight] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+        self.closing = False
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    def add(self, flight: Flight) -> None:
+        self._flights.add(flight)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(WATCH_AFTER, self._run_sweep)
+
+    def discard(self, flight: Flight) -> None:
+        self._flights.discard(flight)
+
+    def _run_sweep(self) -> None:
+        """Start the disconnect watch of calls that have run for ``WATCH_AFTER``."""
+        self._sweep = None
+        if not self._flights:
+            return
+        ran_long = time.perf_counter() - WATCH_AFTER
+        for flight in self._flights:
+            if flight.started <= ran_long:
+                flight.watch_now()
+        self._sweep = asyncio.get_running_loop().call_later(WATCH_AFTER, self._run_sweep)
+
+    def close(self, grace: float) -> None:
+        """Refuse new calls; stop the ones still running after ``grace`` seconds."""
+        self.closing = True
+        asyncio.get_running_loop().call_later(grace, self.stop_all)
+
+    def stop_all(self) -> None:
+        for flight in list(self._flights):
+            flight.stop("shutdown")
+
+    def cancel_sweep(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
