@@ -332,7 +332,7 @@ async def test_attempts_reset_once_an_event_arrives(up: FakeUpstream, flavour: F
     up.enqueue(stream(b"data: a\n\n"), path=PATH)
     up.enqueue(failure, path=PATH)
     up.enqueue(stream(b"data: b\n\n"), path=PATH)
-    run = await flavour.collect(url_of(up), max_attempts=2, max_retry=0.05)
+    run = await flavour.collect(url_of(up), max_reconnects=2, max_retry=0.05)
     assert data(run) == ["a", "b"]
     assert len(up.requests) == 6
 
@@ -406,34 +406,34 @@ async def test_content_type_parameters_are_accepted(up: FakeUpstream, flavour: F
 # --------------------------------------------------------------------------- giving up
 
 
-async def test_max_attempts_raises_the_last_error(up: FakeUpstream, flavour: Flavour) -> None:
+async def test_max_reconnects_raises_the_last_error(up: FakeUpstream, flavour: Flavour) -> None:
     up.route("GET", ALWAYS, status_storm(503))
     with pytest.raises(InternalServerError):
-        await flavour.collect(url_of(up, ALWAYS), max_attempts=2, max_retry=0.05)
+        await flavour.collect(url_of(up, ALWAYS), max_reconnects=2, max_retry=0.05)
     # The first connection and two reconnections.
     assert len(up.requests) == 3
 
 
-async def test_max_attempts_after_streams_that_end_empty(
+async def test_max_reconnects_after_streams_that_end_empty(
     up: FakeUpstream, flavour: Flavour
 ) -> None:
     up.route("GET", ALWAYS, stream(b": only a comment\n\n"))
     with pytest.raises(NetworkError, match="ended without an event 3 times"):
-        await flavour.collect(url_of(up, ALWAYS), max_attempts=2, max_retry=0.05)
+        await flavour.collect(url_of(up, ALWAYS), max_reconnects=2, max_retry=0.05)
     assert len(up.requests) == 3
 
 
-async def test_max_attempts_after_connection_resets(up: FakeUpstream, flavour: Flavour) -> None:
+async def test_max_reconnects_after_connection_resets(up: FakeUpstream, flavour: Flavour) -> None:
     up.route("GET", ALWAYS, stream(end="reset"))
     with pytest.raises(NetworkError):
-        await flavour.collect(url_of(up, ALWAYS), max_attempts=1, max_retry=0.05)
+        await flavour.collect(url_of(up, ALWAYS), max_reconnects=1, max_retry=0.05)
     assert len(up.requests) == 2
 
 
-async def test_max_attempts_zero_never_reconnects(up: FakeUpstream, flavour: Flavour) -> None:
+async def test_max_reconnects_zero_never_reconnects(up: FakeUpstream, flavour: Flavour) -> None:
     up.enqueue(status_storm(503), path=PATH)
     with pytest.raises(InternalServerError):
-        await flavour.collect(url_of(up), max_attempts=0)
+        await flavour.collect(url_of(up), max_reconnects=0)
     assert len(up.requests) == 1
 
 
@@ -574,8 +574,8 @@ def test_arguments_are_checked_up_front(cls: Any) -> None:
         cls(client, "http://127.0.0.1/", method="POST", body=b"x", json={})
     with pytest.raises(ValueError, match="last_event_id"):
         cls(client, "http://127.0.0.1/", last_event_id="a\nb")
-    with pytest.raises(ValueError, match="max_attempts"):
-        cls(client, "http://127.0.0.1/", max_attempts=-1)
+    with pytest.raises(ValueError, match="max_reconnects"):
+        cls(client, "http://127.0.0.1/", max_reconnects=-1)
     with pytest.raises(ValueError, match="retry"):
         cls(client, "http://127.0.0.1/", retry=-1)
 

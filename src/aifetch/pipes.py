@@ -66,7 +66,7 @@ def api_key(header: str, key: str) -> PipeSpec:
 
 
 def retry(
-    attempts: int = 2,
+    attempts: int = 3,
     *,
     statuses: frozenset[int] | set[int] = DEFAULT_RETRY_STATUSES,
     methods: frozenset[str] | set[str] | None = None,
@@ -74,7 +74,8 @@ def retry(
     cap: float = 8.0,
     max_server_wait: float = 60.0,
 ) -> PipeSpec:
-    """Retry up to ``attempts`` more times on connect failures and on ``statuses``.
+    """Try up to ``attempts`` times in all (the first try included) on connect failures
+    and on ``statuses``: ``attempts=1`` never retries.
 
     The wait is what the server asked for (``retry-after-ms``, ``Retry-After``, OpenAI's
     ``x-ratelimit-reset-*``, ``RateLimit-Reset``), else exponential backoff with full jitter
@@ -84,8 +85,8 @@ def retry(
     body is the caller's and is never retried. ``methods=None`` retries every method,
     POST included, as AI SDKs do for their idempotent-by-design completions calls.
     """
-    if attempts < 0:
-        raise ValueError("attempts must be >= 0")
+    if attempts < 1:
+        raise ValueError("attempts counts every try, the first included: it must be >= 1")
     return PipeSpec(
         "retry",
         attempts=attempts,

@@ -37,7 +37,7 @@ def test_default_statuses_are_retried(
     make_client: Any, upstream: FakeUpstream, status: int
 ) -> None:
     upstream.enqueue(status_storm(status), times=2)
-    resp = _retrying(make_client, attempts=2).get(f"{upstream.url}/echo")
+    resp = _retrying(make_client, attempts=3).get(f"{upstream.url}/echo")
     assert resp.status == 200
     assert resp.retries_taken == 2
     assert len(upstream.requests) == 3
@@ -47,7 +47,7 @@ def test_default_statuses_are_retried(
 def test_gives_up_after_the_attempts(make_client: Any, upstream: FakeUpstream) -> None:
     upstream.enqueue(status_storm(503), times=5)
     with pytest.raises(aifetch.InternalServerError) as info:
-        _retrying(make_client, attempts=2).post(f"{upstream.url}/echo", json={})
+        _retrying(make_client, attempts=3).post(f"{upstream.url}/echo", json={})
     assert len(upstream.requests) == 3
     assert info.value.response.retries_taken == 2
 
@@ -80,7 +80,7 @@ def test_connect_failures_are_retried(make_client: Any, refused_url: str) -> Non
         attempts.append(request.url)
         return (yield Send(request))
 
-    client = _retrying(make_client, attempts=2)
+    client = _retrying(make_client, attempts=3)
     with pytest.raises(aifetch.NetworkError) as info:
         client.get(f"{refused_url}/x", pipes=[portable(count)])
     assert len(attempts) == 3
@@ -206,3 +206,13 @@ def test_total_deadline_covers_attempts_and_waits(make_client: Any, upstream: Fa
         client.get(f"{upstream.url}/x", timeout=aifetch.Timeout(first_byte=0.2, total=0.7))
     assert info.value.phase in ("total", "first_byte")
     assert 2 <= len(upstream.requests) <= 4
+
+
+def test_attempts_counts_every_try(make_client: Any, upstream: FakeUpstream) -> None:
+    upstream.enqueue(status_storm(503), times=5)
+    resp = _retrying(make_client, attempts=1).get(f"{upstream.url}/x", throw_http_errors=False)
+    assert resp.status == 503
+    assert len(upstream.requests) == 1  # one try in all: no retry
+    resp.close()
+    with pytest.raises(ValueError, match="the first included"):
+        aifetch.pipes.retry(attempts=0)

@@ -124,7 +124,7 @@ class _Retry:
         remaining = None if request.deadline is None else request.deadline - time.monotonic()
         return decide_retry(
             attempt=attempt,
-            max_retries=self.attempts,
+            max_retries=self.attempts - 1,  # attempts counts the first try too
             status=status,
             error_kind=kind,
             method=request.method,

@@ -3,7 +3,7 @@
 
 The decoding is ``aifetch.sse.SSEDecoder``'s; this module owns the connection's life:
 the request headers (§9.2.4 ``Last-Event-ID``), the reconnection time (the ``retry:``
-field), the waits between attempts, and when to give up for good ("fail the connection").
+field), the waits between connections, and when to give up for good ("fail the connection").
 
 What ends the stream, case by case:
 
@@ -15,10 +15,10 @@ What ends the stream, case by case:
   reconnecting).
 - Any other non-2xx: its ``HTTPError`` is raised ("fail the connection").
 - A 2xx that is not ``text/event-stream``: ``ContentTypeError`` ("fail the connection").
-- ``max_attempts`` reconnections in a row without an event: the last error is raised, or a
+- ``max_reconnects`` reconnections in a row without an event: the last error is raised, or a
   ``NetworkError`` when the last connection simply ended.
 - The ``signal`` aborts: its error is raised (``AbortError``, or the ``TimeoutError`` of an
-  ``AbortSignal.timeout``), also while waiting between attempts.
+  ``AbortSignal.timeout``), also while waiting to reconnect.
 - ``close()``: iteration ends.
 """
 
@@ -66,20 +66,20 @@ _STATE_NAMES: Final = ("CONNECTING", "OPEN", "CLOSED")
 
 
 def reconnect_delay(
-    attempt: int, *, retry: float, max_retry: float, rand: Callable[[], float] = random.random
+    reconnect: int, *, retry: float, max_retry: float, rand: Callable[[], float] = random.random
 ) -> float:
-    """Seconds to wait before reconnect number ``attempt`` (0-based) since the last event.
+    """Seconds to wait before reconnection number ``reconnect`` (0-based) since the last event.
 
     The first waits exactly the reconnection time, as §9.2.3 says. Each further failure in a
     row may "wait some more" (the spec allows an exponential backoff): full jitter between
-    the reconnection time and ``retry * 2**attempt``, so clients that lost one server
+    the reconnection time and ``retry * 2**reconnect``, so clients that lost one server
     together do not return together. ``max_retry`` bounds every wait.
     """
     floor = min(retry, max_retry)
-    if attempt <= 0:
+    if reconnect <= 0:
         return floor
     base = max(retry, _MIN_BACKOFF_BASE)
-    ceiling = min(max_retry, base * 2.0 ** min(attempt, _MAX_EXPONENT))
+    ceiling = min(max_retry, base * 2.0 ** min(reconnect, _MAX_EXPONENT))
     return floor + rand() * max(0.0, ceiling - floor)
 
 
@@ -105,7 +105,7 @@ class EventSource:
     retry) apply to each. ``body`` (bytes or str) or ``json`` is sent again on every
     reconnection; a streamed body cannot be, so it is refused. ``retry`` is the initial
     reconnection time in seconds (a ``retry:`` field from the server replaces it);
-    ``max_retry`` bounds every wait; ``max_attempts`` is how many reconnections in a row may
+    ``max_retry`` bounds every wait; ``max_reconnects`` is how many reconnections in a row may
     pass without an event (``None``: no limit). The list in this module's docstring says
     what ends the stream. ``close()`` may be called from another task or thread: it
     interrupts a wait or a read in progress.
@@ -127,19 +127,19 @@ class EventSource:
         last_event_id: str | None = None,
         retry: float = 3.0,
         max_retry: float = 60.0,
-        max_attempts: int | None = 10,
+        max_reconnects: int | None = 10,
         signal: AbortSignal | None = None,
         timeout: TimeoutInit = UNSET,
     ) -> None:
         if retry < 0 or max_retry < 0:
             raise ValueError("retry and max_retry must be zero or more seconds")
-        if max_attempts is not None and max_attempts < 0:
-            raise ValueError("max_attempts must be zero or more, or None for no limit")
+        if max_reconnects is not None and max_reconnects < 0:
+            raise ValueError("max_reconnects must be zero or more, or None for no limit")
         self.url = url
         self.method = method.upper()
         self.max_retry = max_retry
-        self.max_attempts = max_attempts
-        self.attempts = 0
+        self.max_reconnects = max_reconnects
+        self.reconnects = 0
         self._client = client
         self._timeout = timeout
         self._headers = Headers(headers)
@@ -291,7 +291,7 @@ class EventSource:
             self._retry = self._decoder.retry / 1000
         if events:
             self._queue.extend(events)
-            self.attempts = 0
+            self.reconnects = 0
         else:
             self._last_event_id = self._decoder.last_event_id
 
@@ -322,24 +322,24 @@ class EventSource:
             self._fail(exc)
 
     def _schedule(self, error: Exception | None, server_wait: float | None) -> None:
-        """Arrange the next attempt, or fail once ``max_attempts`` have gone by."""
-        if self.max_attempts is not None and self.attempts >= self.max_attempts:
+        """Arrange the next reconnection, or fail once ``max_reconnects`` have gone by."""
+        if self.max_reconnects is not None and self.reconnects >= self.max_reconnects:
             self._fail(error or self._ended_error())
         if server_wait is not None and server_wait > self.max_retry and error is not None:
             self._fail(error)
-        delay = reconnect_delay(self.attempts, retry=self._retry, max_retry=self.max_retry)
+        delay = reconnect_delay(self.reconnects, retry=self._retry, max_retry=self.max_retry)
         if server_wait is not None:
             # The server's wait is used as given (no jitter), but never below the
             # reconnection time, which §9.2.3 makes the least wait before reconnecting.
             delay = max(server_wait, min(self._retry, self.max_retry))
         self._delay = delay
-        self.attempts += 1
+        self.reconnects += 1
         self._state = CONNECTING
 
     def _ended_error(self) -> NetworkError:
         return NetworkError(
             f"the event stream from {redact_url(self.url)} ended without an event "
-            f"{self.attempts + 1} times in a row (max_attempts={self.max_attempts})",
+            f"{self.reconnects + 1} times in a row (max_reconnects={self.max_reconnects})",
             phase="body",
         )
 

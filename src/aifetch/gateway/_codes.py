@@ -87,7 +87,11 @@ CLIENT_CLOSED = _spec("client_closed", 499, "the caller went away before the ans
 # ---------------------------------------------------------------- the gateway
 
 INTERNAL = _spec("internal_error", 500, "a bug in the gateway or in a pipe (details in the log)")
-PIPE_ERROR = _spec("pipe_error", 500, "a gateway pipe returned a stream for a non-stream call")
+PIPE_ERROR = _spec(
+    "pipe_error",
+    500,
+    "a gateway pipe broke a rule (a stream for a non-stream call, a call to no route)",
+)
 SHUTTING_DOWN = _spec("shutting_down", 503, "the gateway is shutting down")
 
 # ---------------------------------------------------------------- the upstreams
