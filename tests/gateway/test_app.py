@@ -171,6 +171,27 @@ def test_pipes_change_request_and_stream(fake: FakeUpstream, serve: Serve) -> No
     assert msgspec.json.decode(data)["error"]["code"] == "blocked"
 
 
+async def second_opinion(call: Call, next: Next) -> Reply:
+    """A pipe that makes a call of its own (to another model) before the caller's."""
+    probe_body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "x"}]}
+    probe = await next(Call(call.route, probe_body, call.caller))
+    reply = await next(call)
+    words = len(probe.json()["choices"][0]["message"]["content"].split())
+    reply.headers.append(("x-probe-words", str(words)))
+    return reply
+
+
+def test_a_pipe_may_build_and_pass_its_own_call(fake: FakeUpstream, serve: Serve) -> None:
+    gateway = serve(config_for(fake.url, pipes=[{"use": "tests.gateway.test_app:second_opinion"}]))
+    for stream in (False, True):
+        status, headers, data = post_raw(gateway.url, chat(stream=stream))
+        assert status == 200
+        assert int(headers["x-probe-words"]) > 3
+        assert data.endswith(b"data: [DONE]\n\n") if stream else b'"choices"' in data
+    # The pipe's own call went to the mock model; only the callers' calls reached the fake.
+    assert [r.json()["model"] for r in fake.requests] == ["fake-model", "fake-model"]
+
+
 async def broken_before(call: Call, next: Next) -> Reply:
     raise KeyError("a bug in a pipe")
 

@@ -78,8 +78,10 @@ class StreamCall:
         ctx.status = reply.status
         self.metrics.first_token(call.model, ctx.ttft)
         self.metrics.added(call.model, ctx.added())
-        ctype = next((v for k, v in reply.headers if k == "content-type"), "text/event-stream")
-        headers = [(b"content-type", ctype.encode("latin-1")), *SSE_HEADERS]
+        headers = encoded(reply.headers)
+        if not any(name == b"content-type" for name, _ in headers):
+            headers.append(_SSE_TYPE)
+        headers.extend(SSE_HEADERS)
         headers.extend(ctx.answer_headers)
         headers.append(server_timing(ctx))
         await down.start(reply.status, headers)
