@@ -129,6 +129,23 @@ def test_splitter_is_byte_exact_and_agrees_with_decoder(case: tuple[bytes, list[
         assert got.id in ("", want.id)
 
 
+@BOUNDED
+@given(chunked(), st.lists(st.booleans(), max_size=12))
+def test_splitter_joined_feed_gives_the_same_bytes_at_the_same_time(
+    case: tuple[bytes, list[bytes]], joined: list[bool]
+) -> None:
+    # feed_joined (one search per read) against feed (one per block), mixed in one stream:
+    # each read must release exactly the bytes of the blocks it completes.
+    _stream, chunks = case
+    by_block, mixed = SSEBlockSplitter(), SSEBlockSplitter()
+    for i, chunk in enumerate(chunks):
+        expected = b"".join(by_block.feed(chunk))
+        use_joined = joined[i] if i < len(joined) else True
+        got = mixed.feed_joined(chunk) if use_joined else b"".join(mixed.feed(chunk))
+        assert got == expected, (i, chunk)
+    assert mixed.close() == by_block.close()
+
+
 no_line_breaks = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n\x00"), max_size=12
 )

@@ -322,6 +322,35 @@ class SSEBlockSplitter:
             raise _too_large(self._max)
         return blocks
 
+    def feed_joined(self, data: bytes) -> bytes:
+        """The blocks completed by ``data``, joined: ``b"".join(self.feed(data))``.
+
+        For relays that pass blocks on whole, without looking at each: a stream with LF
+        line endings only (every OpenAI-compatible server's) is cut with one search from
+        the end of the read rather than one per block. Anything else takes ``feed``.
+        """
+        if self._bom_pending or self._cr_tail or data.find(b"\r") >= 0:
+            return b"".join(self.feed(data))
+        pending = self._pending
+        if pending:
+            if pending.find(b"\r") >= 0:
+                return b"".join(self.feed(data))
+            data = bytes(pending) + data
+            pending.clear()
+        end = data.rfind(b"\n\n") + 2
+        if end == 1 and self._at_line_start and data[:1] == b"\n":
+            end = 1  # an empty line right at a line start is a block of its own
+        elif end == 1:
+            end = 0
+        if end < len(data):
+            pending += data[end:]
+            if len(pending) > self._max:
+                raise _too_large(self._max)
+            self._at_line_start = data[-1] == _LF
+        else:
+            self._at_line_start = True
+        return data[:end] if end < len(data) else data
+
     def close(self) -> bytes:
         """End the stream; return the unterminated remainder (``b""`` if none)."""
         rest = bytes(self._pending)

@@ -157,7 +157,7 @@ DONE = b"data: [DONE]\n\n"
 
 def run_filter(blocks: list[bytes], strip: bool) -> tuple[bytes, RelayOutcome]:
     outcome = RelayOutcome()
-    out = _BlockFilter(outcome, strip, Reply(200, [], upstream="up")).process(blocks)
+    out = _BlockFilter(outcome, strip, Reply(200, [], upstream="up")).process(b"".join(blocks))
     return out, outcome
 
 
@@ -323,3 +323,33 @@ def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:
     assert 'aifetch_gateway_added_latency_seconds_bucket{le="1.0",model="m"} 2.0' in text
     assert 'aifetch_gateway_added_latency_seconds_bucket{le="+Inf",model="m"} 3.0' in text
     assert 'aifetch_gateway_added_latency_seconds_count{model="m"} 3.0' in text
+
+
+_WS = st.text(alphabet=" \t\r\n", max_size=3)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "object", "choices", "model", "x"]),
+        st.one_of(st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers())),
+        max_size=4,
+    ),
+    st.integers(0, 4),
+    _WS,
+    _WS,
+    _WS,
+)
+def test_null_usage_is_stripped_in_any_spelling(
+    members: dict[str, Any], at: int, before: str, around: str, after: str
+) -> None:
+    from aifetch.gateway._relay import strip_null_usage
+
+    parts = [msgspec.json.encode(k).decode() + ":" + msgspec.json.encode(v).decode()
+             for k, v in members.items()]  # fmt: skip
+    usage = f'{before}"usage"{around}:{around}null{after}'
+    parts.insert(min(at, len(parts)), usage)
+    chunk = ("{" + ",".join(parts) + "}").encode()
+    block = b"data: " + chunk.replace(b"\n", b" ") + b"\n\n"
+    stripped = strip_null_usage(block)
+    assert msgspec.json.decode(stripped[6:-2]) == members
+    assert b'"usage"' not in stripped

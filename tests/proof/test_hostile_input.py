@@ -251,3 +251,51 @@ def test_rejected_keys_do_not_pile_up_tracebacks() -> None:
                 depth, tb = depth + 1, tb.tb_next
             depths.append(depth)
     assert max(depths) == min(depths)
+
+
+ROUTING_VALUES: dict[str, tuple[str, str]] = {
+    # key → (the value the caller may be allowed, a second value smuggled beside it)
+    "model": ('"gpt"', '"private"'),
+    "stream": ("false", "true"),
+    "stream_options": ('{"include_usage": false}', '{"include_usage": true}'),
+    "max_tokens": ("5", "70000"),
+    "max_completion_tokens": ("5", "70000"),
+    "n": ("1", "3"),
+}
+SPELLINGS = {"plain": lambda k: k, "escaped": lambda k: f"{k[:-1]}\\u{ord(k[-1]):04x}"}
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+@pytest.mark.parametrize("order", ["first wins?", "last wins?"])
+@pytest.mark.parametrize("key", sorted(ROUTING_VALUES))
+def test_a_repeated_routing_key_reaches_the_upstream_once_with_the_value_read(
+    gateway: RunningGateway, fake: FakeUpstream, key: str, order: str, spelling: str
+) -> None:
+    one, other = ROUTING_VALUES[key]
+    values = (one, other) if order == "first wins?" else (other, one)
+    name = SPELLINGS[spelling](key)
+    members = [f'"{name}": {values[0]}', f'"{key}": {values[1]}']
+    base = {"model": '"gpt"', "messages": '[{"role": "user", "content": "hi"}]'}
+    base.pop(key, None)
+    body = "{" + ", ".join(members + [f'"{k}": {v}' for k, v in base.items()]) + "}"
+    fake.reset()
+    status, answer = _status_and_body(
+        raw_exchange(gateway.port, _http("POST", CHAT, body.encode()))
+    )
+    # The gateway reads the last value (as msgspec does); whatever it decided on is what
+    # the upstream gets, alone: no second value for a first-wins parser to pick.
+    read = values[1]
+    if key == "model" and read == '"private"':
+        assert status == 403, answer  # the caller may not use it: nothing is forwarded
+        assert fake.requests == []
+        return
+    assert status == 200, answer
+    (request,) = fake.requests
+    raw = request.body.decode()
+    assert raw.count(f'"{key}"') == 1, raw
+    assert "\\u" not in raw, raw
+    sent = msgspec.json.decode(request.body)
+    expected = "fake-model" if key == "model" else msgspec.json.decode(read.encode())
+    if key == "stream_options" and sent.get("stream"):
+        expected = {"include_usage": True}  # the gateway asks for usage on streams itself
+    assert sent[key] == expected

@@ -10,16 +10,22 @@ import logging
 import secrets
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
+import msgspec
 import pytest
 
 import aifetch
+from aifetch.gateway import GatewayConfig, parse_config
+from tests.support import openai_wire as wire
 from tests.support.fake_upstream import (
     Behaviour,
+    Exchange,
     FakeUpstream,
     RecordedRequest,
     chat_stream,
+    echo,
     error_event,
     redirect,
     reset_before_headers,
@@ -285,3 +291,97 @@ async def test_async_client_errors_and_reprs_never_show_a_key(fake: FakeUpstream
     seen.extend(logs.of("aifetch"))
     leaks = _leaks(seen)
     assert leaks == [], "\n".join(leaks)
+
+
+# --- 2xx answers: every byte a caller receives -----------------------------------------------
+
+PATH_SECRET = "tenant/secret/" + secrets.token_hex(6)  # JSON encoders may write "\/" for "/"
+
+
+@dataclass(frozen=True, slots=True)
+class _EchoingStream:
+    """A 200 stream whose content quotes the request's headers back, once in the first
+    content event (held before the commit point) and once later (relayed), sent in two
+    reads cut ``offset`` bytes into the chosen occurrence of the key."""
+
+    occurrence: int
+    offset: int
+
+    async def run(self, ex: Exchange) -> None:
+        quoted = repr(ex.request.headers)
+        escaped = PATH_SECRET.replace("/", "\\/")
+        events = [
+            wire.sse_event(wire.chat_chunk({"role": "assistant", "content": ""})),
+            wire.sse_event(wire.chat_chunk({"content": f"you sent {quoted}"})),
+            wire.sse_event(wire.chat_chunk({"content": " and again "})),
+            wire.sse_event(wire.chat_chunk({"content": f"{quoted}"}))
+            + b'data: {"escaped": "'
+            + escaped.encode()
+            + b'"}\n\n',
+            wire.sse_event(wire.chat_chunk({}, finish_reason="stop")),
+            wire.SSE_DONE,
+        ]
+        data = b"".join(events)
+        first = data.find(UPSTREAM_KEY.encode())
+        at = data.find(UPSTREAM_KEY.encode(), first + 1) if self.occurrence else first
+        cut = at + self.offset
+        await ex.start_stream()
+        await ex.send_chunks(data[:cut])
+        await ex.sleep(0.005)
+        await ex.send_chunks(data[cut:])
+        await ex.end_stream()
+
+
+def _echo_config(fake: FakeUpstream) -> GatewayConfig:
+    config = gateway_config(fake.url, UPSTREAM_KEY)
+    raw = msgspec.to_builtins(config)
+    raw["upstreams"]["fake"]["headers"] = {"x-tenant-path": PATH_SECRET}
+    return parse_config(raw)
+
+
+@pytest.mark.parametrize("occurrence", [0, 1], ids=["held", "relayed"])
+def test_no_secret_in_a_streamed_answer_at_any_read_boundary(
+    fake: FakeUpstream, occurrence: int
+) -> None:
+    with running_gateway(_echo_config(fake)) as gateway:
+        for offset in range(-1, len(UPSTREAM_KEY) + 2):
+            fake.enqueue(_EchoingStream(occurrence, offset))
+            status, _, data = _post(gateway.url, stream=True)
+            assert status == 200, offset
+            assert _leaks([data.decode()]) == [], offset
+            assert PATH_SECRET.encode() not in data
+            assert PATH_SECRET.replace("/", "\\/").encode() not in data
+            assert data.count(b"[redacted]") >= 3  # both quotes, the escaped header value
+            assert data.endswith(b"data: [DONE]\n\n")
+
+
+def test_no_secret_in_a_plain_answer(fake: FakeUpstream) -> None:
+    with running_gateway(_echo_config(fake)) as gateway:
+        fake.enqueue(echo())
+        status, _, data = _post(gateway.url, stream=False)
+    assert status == 200
+    assert _leaks([data.decode()]) == []
+    assert PATH_SECRET.encode() not in data
+    echoed = msgspec.json.decode(data)
+    assert ["authorization", "Bearer [redacted]"] in [[n.lower(), v] for n, v in echoed["headers"]]
+
+
+MAX_ERROR_BODY = 256 * 1024
+
+
+@pytest.mark.parametrize("inside", [4, 8, 20, len(UPSTREAM_KEY) - 1])
+def test_a_long_error_body_is_scrubbed_before_it_is_cut(fake: FakeUpstream, inside: int) -> None:
+    # The key straddles the 256 KiB cut: ``inside`` of its bytes before it.
+    body = b"x" * (MAX_ERROR_BODY - inside) + UPSTREAM_KEY.encode() + b"y" * 100
+    with running_gateway(gateway_config(fake.url, UPSTREAM_KEY)) as gateway:
+        fake.enqueue(respond(500, body, {"content-type": "text/plain"}))
+        status, _, data = _post(gateway.url, stream=False)
+    assert status == 500
+    for n in range(4, len(UPSTREAM_KEY) + 1):
+        assert UPSTREAM_KEY[:n].encode() not in data, n
+
+
+def _post(url: str, *, stream: bool) -> tuple[int, httpx.Headers, bytes]:
+    body = {"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=10) as response:
+        return response.status_code, response.headers, b"".join(response.iter_raw())

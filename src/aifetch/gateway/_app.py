@@ -26,7 +26,7 @@ from ._model_call import ModelCall
 from ._pipes import PipeChain, load_pipes
 from ._respond import send_error
 from ._routes import Health, MetricsPage, ModelList, Route, Router
-from ._upstream import Upstream
+from ._upstream import Upstream, configured_secrets
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -48,7 +48,10 @@ class GatewayApp:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.upstreams = {name: Upstream(name, cfg) for name, cfg in config.upstreams.items()}
+        secrets = configured_secrets(config)
+        self.upstreams = {
+            name: Upstream(name, cfg, secrets) for name, cfg in config.upstreams.items()
+        }
         self.auth = Authenticator(config.callers)
         self.flights = Flights()
         self.access = AccessLog(config.server.access_log)

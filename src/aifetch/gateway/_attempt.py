@@ -8,8 +8,12 @@ client are mapped here, once.
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import msgspec
 
 import aifetch
+from aifetch._provider_error import parse_error_body
 from aifetch._retry_timing import DEFAULT_RETRY_STATUSES, server_wait
 
 from . import _codes as codes
@@ -18,7 +22,7 @@ from ._commit import open_stream
 from ._errors import GatewayError
 from ._failure import Failure
 from ._flight import Flight
-from ._upstream import Upstream
+from ._upstream import Upstream, answer_headers
 
 __all__ = ["attempt", "stopped"]
 
@@ -60,7 +64,7 @@ async def attempt(upstream: Upstream, call: Call, body: bytes, flight: Flight) -
     try:
         if call.stream and ctype.startswith("text/event-stream"):
             return await open_stream(upstream, resp, ctype)
-        content = await resp.bytes(limit=_MAX_BODY)
+        content = upstream.secrets.scrub(await resp.bytes(limit=_MAX_BODY))
     except aifetch.AbortError:
         await resp.aclose()
         raise stopped(flight) from None
@@ -74,7 +78,48 @@ async def attempt(upstream: Upstream, call: Call, body: bytes, flight: Flight) -
     except (aifetch.NetworkError, aifetch.SSEError, OSError):
         await resp.aclose()
         return Failure(codes.UPSTREAM_RESET, f"upstream '{upstream.name}' broke the connection")
-    return Reply(resp.status, [("content-type", ctype or "application/json")], content)
+    return Reply(resp.status, answer_headers(resp, ctype or "application/json"), content)
+
+
+async def _error_body(upstream: Upstream, resp: aifetch.AsyncResponse) -> bytes:
+    """Up to ``_MAX_ERROR_BODY`` bytes of an error body, secrets scrubbed. Scrubbed before
+    it is cut: read a secret's length past the cut, a secret straddling it is replaced
+    whole, and whatever of it lies past the cut is dropped with the rest."""
+    wanted = _MAX_ERROR_BODY + upstream.secrets.longest
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.body:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= wanted:
+            break
+    return upstream.secrets.scrub(b"".join(parts)[:wanted])[:_MAX_ERROR_BODY]
+
+
+class _ErrorShape(msgspec.Struct):
+    error: dict[str, Any]
+
+
+def _is_openai_error(content: bytes) -> bool:
+    """``{"error": {"message": "...", ...}}``: what every OpenAI SDK reads its message from."""
+    try:
+        return isinstance(msgspec.json.decode(content, type=_ErrorShape).error.get("message"), str)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+
+
+def _as_openai_error(content: bytes, status: int, name: str) -> bytes:
+    """An upstream error in another shape (plain text, HTML, another JSON layout) in
+    OpenAI's, keeping what it said, so an SDK shows the upstream's message."""
+    found = parse_error_body(content, None)[1] if content else None
+    message = found.message if found is not None and found.message else None
+    return GatewayError(
+        status,
+        message or f"upstream '{name}' answered {status}",
+        type=found.type if found is not None else None,
+        param=found.param if found is not None else None,
+        code=found.code if found is not None else None,
+    ).body()
 
 
 def stopped(flight: Flight) -> GatewayError:
@@ -92,7 +137,7 @@ def _timed_out(upstream: Upstream, exc: aifetch.TimeoutError) -> Failure:
 async def _failed_status(upstream: Upstream, resp: aifetch.AsyncResponse) -> Failure:
     status = resp.status
     try:
-        content = upstream.scrub((await resp.bytes())[:_MAX_ERROR_BODY])
+        content = await _error_body(upstream, resp)
     except (aifetch.AifetchError, OSError):
         content = b""
     finally:
@@ -105,8 +150,8 @@ async def _failed_status(upstream: Upstream, resp: aifetch.AsyncResponse) -> Fai
         message = f"upstream '{name}' rejected the gateway's credentials ({status})"
         return Failure(codes.UPSTREAM_AUTH_FAILED, message, retryable=False)
     headers = [(n, v) for n in _PASSED_HEADERS if (v := resp.headers.get(n)) is not None]
-    if not content:
-        content = GatewayError(status, f"upstream '{name}' answered {status}").body()
+    if not _is_openai_error(content):
+        content = _as_openai_error(content, status, name)
         headers = [("content-type", "application/json")] + [
             h for h in headers if h[0] != "content-type"
         ]

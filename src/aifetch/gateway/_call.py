@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._parse import RoutingFields, decode_fields
+from ._secrets import Secrets
 
 if TYPE_CHECKING:
     import aifetch
@@ -127,8 +128,8 @@ class StreamSource:
     # Blocks read up to and including the first content event (and any after it in the
     # same read), relayed first.
     held: list[bytes]
-    # The upstream's secrets, scrubbed from an error event's message before it is passed on.
-    secrets: tuple[bytes, ...] = ()
+    # The configured secrets, scrubbed from every byte relayed.
+    secrets: Secrets = field(default_factory=lambda: Secrets(()))
 
 
 @dataclass(slots=True)

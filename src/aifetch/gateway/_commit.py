@@ -18,7 +18,7 @@ from . import _codes as codes
 from ._call import Reply, StreamSource
 from ._events import error_message_of, is_content_data, is_error_data
 from ._failure import Failure
-from ._upstream import Upstream
+from ._upstream import Upstream, answer_headers
 
 __all__ = ["Scan", "Verdict", "open_stream", "scan"]
 
@@ -81,10 +81,10 @@ async def open_stream(
         scan([tail] if tail else [], state)
     if state.verdict == "committed":
         source = StreamSource(resp, chunks, splitter, state.held, upstream.secrets)
-        return Reply(resp.status, [("content-type", ctype)], source=source)
+        return Reply(resp.status, answer_headers(resp, ctype), source=source)
     await resp.aclose()
     if state.verdict == "failed":
-        message = upstream.scrub(state.error.encode()).decode()
+        message = upstream.secrets.scrub_text(state.error)
         return Failure(
             codes.UPSTREAM_ERROR_EVENT, f"upstream '{upstream.name}' sent an error: {message}"
         )

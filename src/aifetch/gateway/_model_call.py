@@ -14,7 +14,7 @@ from ._context import RequestContext
 from ._errors import GatewayError
 from ._flight import Flight, Flights
 from ._metrics import Metrics
-from ._parse import decode_fields, usage_of
+from ._parse import decode_fields, one_value_per_key, usage_of
 from ._pipes import PipeChain
 from ._respond import encoded, read_body, send_whole
 from ._stream_call import StreamCall, count_tokens
@@ -38,6 +38,7 @@ class ModelCall:
             raise codes.SHUTTING_DOWN("the gateway is shutting down")
         body = await read_body(ctx, self.max_body)
         fields = decode_fields(body)
+        body = one_value_per_key(body)
         model = self.models.get(fields.model)
         if model is None:
             raise model_not_found(fields.model)

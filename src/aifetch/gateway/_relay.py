@@ -1,26 +1,30 @@
-"""The streaming relay: upstream SSE bytes to the caller, block by block, as they arrive.
+"""The streaming relay: upstream SSE bytes to the caller, as they arrive.
 
-Past the commit point (see ``_upstreams``) each upstream read is cut into raw SSE blocks
-with ``SSEBlockSplitter`` and sent on unchanged, whole blocks only, so a final ``error``
-event can never fuse with half an upstream event. Looking inside a block is kept to
-substring tests (``error``, ``"usage"``, and ``[DONE]`` on a read's last block); a block is
-decoded only when it may be an error event or the usage chunk (``"choices":[]`` with a
-``usage`` object), or when a pipe asked to see events.
+Past the commit point (``_commit``) each upstream read is cut at its last complete SSE
+block (``SSEBlockSplitter.feed_joined``: one search per read) and goes out in one write,
+whole blocks only, so a final ``error`` event can never fuse with half an upstream event.
+Most reads need nothing more (docs/ARCHITECTURE.md, hot-path rules): the batch is looked
+at once for the few bytes that matter (``error``, a ``"usage"`` that is not null,
+``[DONE]``, a configured secret) and relayed whole when none is there. Only a batch that
+has one is cut into blocks, and only such blocks are decoded. Pipe hooks see every event,
+so with hooks every block is decoded.
 
 A failure after the commit point ends the stream with an OpenAI-shaped SSE ``error`` event
 and no ``data: [DONE]`` (docs/ARCHITECTURE.md, the commit rule), so a truncated answer
-never looks complete.
+never looks complete. The stream is complete only when an event's data is exactly
+``[DONE]``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
 
 import aifetch
-from aifetch.sse import encode_event, parse_block
+from aifetch.sse import SSEBlockSplitter, encode_event, parse_block
 
 from . import _codes as codes
 from ._call import Call, EventHook, Reply, StreamSource
@@ -28,8 +32,9 @@ from ._context import RequestContext
 from ._downstream import Downstream
 from ._errors import GatewayError, error_event
 from ._events import error_message_of, is_error_data
+from ._secrets import Secrets
 
-__all__ = ["RelayOutcome", "relay"]
+__all__ = ["RelayOutcome", "relay", "strip_null_usage"]
 
 log = logging.getLogger("aifetch.gateway")
 
@@ -46,23 +51,42 @@ class _UsageChunk(msgspec.Struct):
 
 _usage_decoder = msgspec.json.Decoder(_UsageChunk)
 
+_USAGE = b'"usage"'
+_COMPACT_NULL_USAGE = b',"usage":null'
+# The "usage": null member OpenAI adds to every chunk once include_usage is set, however
+# the upstream spaces it: after another member, before one, or alone. A quote inside a
+# JSON string is escaped, so `,"usage"` and `{"usage"` occur only as a key.
+_NULL_USAGE = re.compile(
+    rb',[ \t\r\n]*"usage"[ \t\r\n]*:[ \t\r\n]*null(?=[ \t\r\n]*[,}])'
+    rb'|(?<=\{)[ \t\r\n]*"usage"[ \t\r\n]*:[ \t\r\n]*null[ \t\r\n]*,?'
+)
+
+
+def strip_null_usage(batch: bytes) -> bytes:
+    """``batch`` without the ``"usage": null`` members the gateway caused by asking for
+    usage: the caller who did not ask gets the bytes it would have got."""
+    stripped = batch.replace(_COMPACT_NULL_USAGE, b"")  # as OpenAI writes it: one pass in C
+    if stripped.find(_USAGE) >= 0:
+        stripped = _NULL_USAGE.sub(b"", stripped)
+    return stripped
+
 
 class RelayOutcome:
-    """What the relay saw: usage, the final error (if any), timing."""
+    """What the relay saw: usage, the final error (if any), completion."""
 
     __slots__ = ("caller_gone", "done", "error", "usage")
 
     def __init__(self) -> None:
         self.usage: tuple[int, int] | None = None
         self.error: GatewayError | None = None
-        self.done = False
+        self.done = False  # an event whose data is exactly [DONE] went out
         # The caller left before the stream ended (set before the response is ended, so
         # a disconnect noticed after a complete answer does not count).
         self.caller_gone = False
 
 
 class _BlockFilter:
-    """Per-batch block checks: error events, the usage chunk, pipe hooks."""
+    """What the relay does to each batch of complete blocks."""
 
     __slots__ = ("hooks", "outcome", "secrets", "strip", "upstream")
 
@@ -71,49 +95,44 @@ class _BlockFilter:
         self.strip = strip
         self.hooks: list[EventHook] = reply.hooks
         self.upstream = reply.upstream or "?"
-        self.secrets = reply.source.secrets if reply.source is not None else ()
+        self.secrets = reply.source.secrets if reply.source is not None else Secrets(())
 
-    def process(self, blocks: list[bytes]) -> bytes:
-        # ``keep`` stays None (no copy) until a block is dropped: the usual case.
-        keep: list[bytes] | None = None
-        # bytes.find rather than `in` throughout: on bytes, `in` first tries its operand as
-        # an int, an exception raised and cleared per call (~50 ns each, CPython 3.11).
-        for i, block in enumerate(blocks):
+    def process(self, batch: bytes) -> bytes:
+        """The bytes to send for ``batch`` (whole blocks), and what it says noted."""
+        if self.strip and batch.find(_USAGE) >= 0:
+            batch = strip_null_usage(batch)
+        if (
+            self.hooks
+            or batch.find(b"error") >= 0
+            or batch.find(b"[DONE]") >= 0
+            or (batch.find(_USAGE) >= 0 and _has_usage_object(batch))
+        ):
+            batch = self._by_block(batch)
+        return self.secrets.scrub(batch)
+
+    def _by_block(self, batch: bytes) -> bytes:
+        blocks = SSEBlockSplitter().feed(batch)
+        keep: list[bytes] = []
+        for block in blocks:
             if block.find(b"error") >= 0 and self._error_in(block):
-                if keep is None:
-                    keep = blocks[:i]
-                break
-            if block.find(b'"usage"') >= 0:
-                if block.find(b'"usage":null') >= 0:
-                    if self.strip:
-                        if keep is None:
-                            keep = blocks[:i]
-                        keep.append(_without_null_usage(block))
-                        continue
-                elif self._usage_in(block):
-                    if keep is None:
-                        keep = blocks[:i]
-                    continue
-            if keep is not None:
-                keep.append(block)
-        if keep is None:
-            keep = blocks
-        if keep and keep[-1].find(b"[DONE]") >= 0:
-            self.outcome.done = True
+                break  # nothing after an error event is relayed
+            if block.find(_USAGE) >= 0 and self._usage_in(block):
+                continue
+            if block.find(b"[DONE]") >= 0:
+                event = parse_block(block, stream_start=False)
+                if event is not None and event.data == "[DONE]":
+                    self.outcome.done = True
+            keep.append(block)
         if self.hooks:
             keep = self._hooked(keep)
-        if not keep:
-            return b""
-        return keep[0] if len(keep) == 1 else b"".join(keep)
+        return b"".join(keep)
 
     def _error_in(self, block: bytes) -> bool:
         event = parse_block(block, stream_start=False)
         if event is None or not (event.event == "error" or is_error_data(event.data)):
             return False
-        message = error_message_of(event.data)
         # An upstream may quote the gateway's own key back in its message.
-        for secret in self.secrets:
-            message = message.replace(secret.decode(), "[redacted]")
+        message = self.secrets.scrub_text(error_message_of(event.data))
         self.outcome.error = codes.UPSTREAM_ERROR_EVENT(
             f"upstream '{self.upstream}' sent an error: {message}"
         )
@@ -150,13 +169,10 @@ class _BlockFilter:
         return out
 
 
-def _without_null_usage(block: bytes) -> bytes:
-    """``block`` without the ``"usage":null`` member OpenAI adds to every chunk once
-    ``include_usage`` is set: the caller who did not ask gets the bytes it would have got."""
-    stripped = block.replace(b',"usage":null', b"")
-    if len(stripped) == len(block):
-        stripped = block.replace(b'"usage":null,', b"")
-    return stripped
+def _has_usage_object(batch: bytes) -> bool:
+    """Might ``batch`` hold a usage object (not a null)? Null members are the rule when
+    the caller asked for usage itself, and need no look."""
+    return batch.count(_USAGE) != batch.count(b'"usage":null')
 
 
 def _encode(event: aifetch.sse.ServerSentEvent) -> bytes:
@@ -181,7 +197,7 @@ async def relay(ctx: RequestContext, call: Call, reply: Reply, down: Downstream)
     filt = _BlockFilter(outcome, not call.fields.wants_usage, reply)
     name = filt.upstream
     try:
-        out = filt.process(source.held)
+        out = filt.process(b"".join(source.held))
         if out and flight.reason is None:
             await down.write(out)
         if outcome.error is None:
@@ -219,16 +235,15 @@ async def _pump(
     flight = ctx.flight
     assert flight is not None
     async for chunk in source.chunks:
-        blocks = splitter.feed(chunk)
-        if not blocks:
+        batch = splitter.feed_joined(chunk)
+        if not batch:
             continue
-        out = filt.process(blocks)
+        out = filt.process(batch)
         if out and flight.reason is None:
             await down.write(out)
         if outcome.error is not None:
             return
-    tail = splitter.close()
-    if tail:
-        out = filt.process([tail])
-        if out and flight.reason is None:
-            await down.write(out)
+    # What is left is an unterminated last block: not an event (HTML §9.2.6, at the end of
+    # the stream an incomplete event is discarded), so it is not relayed: sent, it would
+    # fuse with the error event that follows into one garbled event.
+    splitter.close()

@@ -11,14 +11,25 @@ from typing import Any
 
 import aifetch
 
-from ._config import UpstreamConfig
+from ._config import GatewayConfig, UpstreamConfig
 from ._mock import mock_pipe
+from ._secrets import Secrets
 
-__all__ = ["Upstream"]
+__all__ = ["Upstream", "answer_headers", "configured_secrets"]
+
+
+def configured_secrets(config: GatewayConfig) -> Secrets:
+    """Every upstream key and header value in ``config``: none may reach a caller."""
+    values: list[str] = []
+    for upstream in config.upstreams.values():
+        if upstream.api_key:
+            values.append(upstream.api_key)
+        values.extend(upstream.headers.values())
+    return Secrets(values)
 
 
 class Upstream:
-    def __init__(self, name: str, config: UpstreamConfig) -> None:
+    def __init__(self, name: str, config: UpstreamConfig, secrets: Secrets) -> None:
         self.name = name
         pipes: list[Any] = []
         if config.kind == "mock":
@@ -48,8 +59,7 @@ class Upstream:
             redirect="error",
             max_connections=config.max_connections,
         )
-        secrets = [config.api_key or "", *config.headers.values()]
-        self.secrets = tuple(s.encode() for s in secrets if len(s) >= 6)
+        self.secrets = secrets
 
     def url(self, path: str) -> str:
         """The URL of ``path`` under ``base_url``. One string per path, kept: the client's
@@ -59,12 +69,14 @@ class Upstream:
             url = self._urls[path] = self.base + path
         return url
 
-    def scrub(self, data: bytes) -> bytes:
-        """``data`` with any of this upstream's secrets replaced."""
-        for secret in self.secrets:
-            if data.find(secret) >= 0:
-                data = data.replace(secret, b"[redacted]")
-        return data
-
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def answer_headers(resp: aifetch.AsyncResponse, ctype: str) -> list[tuple[str, str]]:
+    """The upstream headers a successful answer carries to the caller: its type, and the
+    upstream's request id (what a support ticket asks for)."""
+    request_id = resp.headers.get("x-request-id")
+    if request_id is None:
+        return [("content-type", ctype)]
+    return [("content-type", ctype), ("x-request-id", request_id)]
