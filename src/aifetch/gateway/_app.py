@@ -26,6 +26,7 @@ from ._parse import decode_fields, usage_of
 from ._pipes import fold, load_pipes
 from ._relay import SSE_HEADERS, Downstream, heartbeat, relay
 from ._respond import JSON_HEADER, read_body, send_error, send_whole, timing
+from ._static import STATIC_PATHS, send_static
 from ._upstreams import Dispatcher, Upstream
 
 __all__ = ["GatewayApp", "create_app"]
@@ -228,6 +229,8 @@ class GatewayApp:
                 else _models_body([m for m in self.config.models if caller.may_use(m)])
             )
             return send_whole(send, 200, body, [JSON_HEADER, *extra], started)
+        if path in STATIC_PATHS:  # /aifetch.js and the playground (_static.py)
+            return send_static(send, method, path, headers, extra, self.config.server.playground)
         raise GatewayError(404, f"Invalid URL ({method} {path})", code="unknown_url")
 
     def _check_client(self, scope: Scope) -> None:
