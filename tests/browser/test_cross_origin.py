@@ -52,7 +52,7 @@ def test_a_page_on_another_origin_reads_retry_after_ms(
             const response = await fetch(url, {
                 method: "POST",
                 headers: {authorization: `Bearer ${key}`, "content-type": "application/json"},
-                body: JSON.stringify({model: "limited-ms", user: crypto.randomUUID(), messages: []}),
+                body: JSON.stringify({model: "limited-ms", user: crypto.randomUUID()}),
             });
             return [response.status, response.headers.get("retry-after-ms")];
         }""",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from importlib.resources import files
 
@@ -133,3 +134,13 @@ def test_switched_off_over_http(serve: Callable[[GatewayConfig], RunningGateway]
     page = httpx.get(f"{gateway.url}/playground")
     assert (page.status_code, page.json()["error"]["code"]) == (404, "unknown_url")
     assert httpx.get(f"{gateway.url}/aifetch.js").status_code == 200
+
+
+def test_the_type_declarations_name_every_export() -> None:
+    script = (SOURCE / "aifetch.js").read_text()
+    types = (SOURCE / "aifetch.d.ts").read_text()
+    exported = set(re.findall(r"^export (?:async )?(?:function\*?|class) (\w+)", script, re.M))
+    declared = set(re.findall(r"^export (?:function|class) (\w+)", types, re.M))
+    assert exported == declared
+    assert "export default aifetch;" in script
+    assert "export default aifetch;" in types

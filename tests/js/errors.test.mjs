@@ -120,3 +120,11 @@ test("an HTTPError reads like the Python one", () => {
 test("default export is aifetch", () => {
   equal(af.default, af.aifetch);
 });
+
+test("the public surface is what aifetch.d.ts declares", () => {
+  deepEqual(Object.keys(af).sort(), [
+    "AbortError", "AifetchError", "ChatAccumulator", "ChatStream", "ContentTypeError", "EventTooLargeError",
+    "HTTPError", "IncompleteStreamError", "InvalidChunkError", "NetworkError", "SSEDecoder", "StreamError",
+    "TimeoutError", "aifetch", "default", "parseErrorBody", "providerError", "readChat", "readEvents", "serverWait",
+  ]);
+});
