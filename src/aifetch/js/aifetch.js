@@ -404,23 +404,67 @@ export class SSEDecoder {
   feed(bytes) {
     const out = [];
     const text = this._utf8.decode(bytes, { stream: true });
-    const n = text.length;
     let pos = 0;
-    if (this._skipLF && n) {
+    if (this._skipLF && text.length) {
       this._skipLF = false;
       if (text.charCodeAt(0) === LF) pos = 1;
     }
-    // Lines end at CRLF, LF or CR and nothing else (§9.2.5). The next CR is looked up only
-    // when the scan passes it, so a stream without CR never searches for one twice.
+    // Lines end at CRLF, LF or CR and nothing else (§9.2.5). Most streams never send a CR,
+    // and a read without one takes the LF-only loop.
+    pos = text.indexOf("\r", pos) === -1 ? this._lfLines(text, pos, out) : this._anyLines(text, pos, out);
+    if (pos < text.length) this._line += text.slice(pos);
+    if (this._line.length + this._size > this.maxEventSize) throw this._tooLarge();
+    return out;
+  }
+
+  // LF-only text from `pos`; returns where the unterminated rest starts.
+  _lfLines(text, pos, out) {
+    let lf = text.indexOf("\n", pos);
+    if (lf !== -1 && this._line) {
+      const line = this._line + text.slice(pos, lf);
+      this._line = "";
+      this._lineDone(line, out);
+      pos = lf + 1;
+      lf = text.indexOf("\n", pos);
+    }
+    while (lf !== -1) {
+      // Fast path: a block that is one "data:" line and its empty line, the shape of every
+      // OpenAI chunk, when no other field is pending, becomes an event without a line
+      // copy or a data buffer (bench/bench_js.py, Chromium: 6.7M events/s, 5.7M without it).
+      if (
+        text.charCodeAt(pos) === 100 && // "d"
+        text.charCodeAt(pos + 4) === 58 && // ":"
+        text.charCodeAt(lf + 1) === LF &&
+        !this._hasData &&
+        text.startsWith("data", pos)
+      ) {
+        if (lf - pos > this.maxEventSize) throw this._tooLarge();
+        const data = text.slice(text.charCodeAt(pos + 5) === SPACE ? pos + 6 : pos + 5, lf);
+        this.lastEventId = this._id;
+        out.push({ event: this._event || "message", data, id: this._id, retry: this._blockRetry });
+        if (this._event || this._blockRetry !== undefined) this._newBlock();
+        pos = lf + 2;
+      } else {
+        this._lineDone(text.slice(pos, lf), out);
+        pos = lf + 1;
+      }
+      lf = text.indexOf("\n", pos);
+    }
+    return pos;
+  }
+
+  // Text with CRs from `pos`; returns where the unterminated rest starts. The next CR is
+  // looked up only when the scan passes it, so the work stays linear.
+  _anyLines(text, pos, out) {
+    const n = text.length;
     let cr = text.indexOf("\r", pos);
-    let pending = this._line;
     while (pos < n) {
       const lf = text.indexOf("\n", pos);
       if (cr !== -1 && cr < pos) cr = text.indexOf("\r", pos);
       const end = cr !== -1 && (lf === -1 || cr < lf) ? cr : lf;
       if (end === -1) break;
-      const line = pending ? pending + text.slice(pos, end) : text.slice(pos, end);
-      pending = "";
+      const line = this._line ? this._line + text.slice(pos, end) : text.slice(pos, end);
+      this._line = "";
       pos = end + 1;
       if (end === cr) {
         // A CR that ends a read ends its line now, so a lone-CR stream never stalls.
@@ -429,10 +473,7 @@ export class SSEDecoder {
       }
       this._lineDone(line, out);
     }
-    if (pos < n) pending += text.slice(pos);
-    this._line = pending;
-    if (pending.length + this._size > this.maxEventSize) throw this._tooLarge();
-    return out;
+    return pos;
   }
 
   /** End the stream: an unterminated last block is discarded, not dispatched (§9.2.5). The
