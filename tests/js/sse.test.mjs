@@ -102,6 +102,7 @@ test("readEvents rejects a non-2xx response with HTTPError and its body parsed",
   equal(err.code, "rl");
   equal(err.retryAfter, 3);
   equal(err.requestId, "req_1");
+  equal(err.message, "429 Too Many Requests — slow down (type=rate_limit, code=rl)");
 });
 
 test("readEvents rejects a 2xx that is not an event stream with ContentTypeError", async () => {

@@ -55,7 +55,9 @@ export class HTTPError extends AifetchError {
   // Reads like "429 Too Many Requests: POST https://host/v1/chat/completions — Rate limit
   // reached (type=requests, code=rate_limit_exceeded)", as the Python HTTPError does.
   constructor({ status, statusText, method, url, response, body, provider, requestId, retryAfter, note }) {
-    let text = `${status} ${statusText}: ${method ? `${method} ` : ""}${url}`;
+    // A Response made in the page has no URL, and one aifetch() did not send no method.
+    const target = [method, url].filter(Boolean).join(" ");
+    let text = `${status} ${statusText}${target ? `: ${target}` : ""}`;
     const detail = describe(provider);
     if (detail) text += ` — ${detail}`;
     if (note) text += ` [${note}]`;
