@@ -6,8 +6,8 @@ Once: (cd bench && npm install)   # eventsource-parser, pinned in bench/package.
 The stream is bench_sse.py's: N OpenAI ``chat.completion.chunk`` events and ``data: [DONE]``,
 cut into the same seeded 1-8 KiB reads. One page (headless Chromium, Debian's build, served
 from 127.0.0.1) loads aifetch.js and eventsource-parser from local files, checks that both
-give the same N+1 events, then times each way of reading in turn, round after round, so load
-changes hit them alike; each timing covers P passes over the stream (a page's clock is
+give the same N+1 events, then times each way of reading in turn, round after round (the order
+turning each round), so load changes hit them alike; each timing covers P passes over the stream (a page's clock is
 coarse) and the best round of each is reported.
 
 * core: aifetch.js ``SSEDecoder.feed(bytes)`` vs eventsource-parser's ``createParser``
@@ -115,8 +115,11 @@ window.runBench = async (rounds, passes) => {
     }
   }
   const best = Object.fromEntries(Object.keys(ways).map((name) => [name, Infinity]));
+  const order = Object.entries(ways);
   for (let round = 0; round < rounds; round++) {
-    for (const [name, way] of Object.entries(ways)) {
+    // The order turns each round, so the garbage one way leaves is not always collected
+    // during the same other way's timing.
+    for (const [name, way] of [...order.slice(round % order.length), ...order.slice(0, round % order.length)]) {
       // Several passes per timing: a page's clock is coarse (100 µs without isolation).
       const started = performance.now();
       for (let pass = 0; pass < passes; pass++) {
@@ -143,7 +146,7 @@ def sizes() -> list[tuple[str, int, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--passes", type=int, default=5, help="passes over the stream per timing")
     args = parser.parse_args()
