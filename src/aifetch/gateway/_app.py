@@ -26,6 +26,7 @@ from ._model_call import ModelCall
 from ._pipes import PipeChain, load_pipes
 from ._respond import send_error
 from ._routes import Health, MetricsPage, ModelList, Route, Router
+from ._static import StaticFile, static_paths
 from ._upstream import Upstream, configured_secrets
 
 __all__ = ["GatewayApp", "create_app"]
@@ -57,6 +58,14 @@ class GatewayApp:
         self.access = AccessLog(config.server.access_log)
         dispatcher = Dispatcher(self.upstreams, dict(config.models), self.metrics)
         chain = PipeChain(load_pipes(config.pipes), dispatcher)
+        # The request path, outermost first (docs/ARCHITECTURE.md, "The request path").
+        # A stage that is off is left out, not skipped per request.
+        outer: list[Stage] = [Cors(config.cors)] if config.cors.allow_origins else []
+        self.handle: Handler = stages(*outer, end=Router(self._routes(chain)))
+
+    def _routes(self, chain: PipeChain) -> dict[str, Route]:
+        """Each route, with the stages of its own."""
+        config = self.config
         model_call = stages(
             Gate(self.auth), end=ModelCall(config, chain, self.metrics, self.flights)
         )
@@ -65,12 +74,9 @@ class GatewayApp:
         routes["/v1/models"] = Route("GET", model_list)
         routes["/healthz"] = Route("GET", Health(self.flights))
         routes["/metrics"] = Route("GET", MetricsPage(self.metrics))
-        # The request path, outermost first (docs/ARCHITECTURE.md, "The request path").
-        # A stage that is off is left out, not skipped per request.
-        path: list[Stage] = []
-        if config.cors.allow_origins:
-            path.append(Cors(config.cors))
-        self.handle: Handler = stages(*path, end=Router(routes))
+        for path in static_paths(config.server.playground):  # /aifetch.js, the playground
+            routes[path] = Route("GET", StaticFile(path))
+        return routes
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -133,6 +133,8 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # Graceful shutdown: in-flight streams get this long, then end with an error event.
     shutdown_grace: float = 20.0
     access_log: bool = True
+    # GET /playground: a page to try the models from a browser (GET /aifetch.js is always on).
+    playground: bool = True
 
 
 class PipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -179,9 +179,12 @@ def startup_line(config: GatewayConfig, host: str, port: int) -> str:
         if config.callers
         else "no callers configured: loopback only, any local process may call it"
     )
+    playground = (
+        f"; playground: http://{host}:{port}/playground" if config.server.playground else ""
+    )
     return (
         f"aifetch gateway listening on http://{host}:{port}/v1 — "
-        f"models: {', '.join(config.models)}; {open_note}"
+        f"models: {', '.join(config.models)}; {open_note}{playground}"
     )
 
 
