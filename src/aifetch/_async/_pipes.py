@@ -15,6 +15,7 @@ from .._retry_timing import decide_retry
 from .._urls import join_base
 from ..pipes import PipeSpec
 from ._io import sleep
+from ._provider import ProviderPipe
 
 if TYPE_CHECKING:
     from .._request import Request
@@ -251,4 +252,5 @@ _BUILTINS: dict[str, Callable[..., Callable[[Request, AsyncNext], Awaitable[Asyn
     "retry": _Retry,
     "log": _Log,
     "raise_for_status": _RaiseForStatus,
+    "provider": ProviderPipe,
 }

@@ -16,6 +16,7 @@ from .._retry_timing import decide_retry
 from .._urls import join_base
 from ..pipes import PipeSpec
 from ._io import sleep
+from ._provider import ProviderPipe
 
 if TYPE_CHECKING:
     from .._request import Request
@@ -252,4 +253,5 @@ _BUILTINS: dict[str, Callable[..., Callable[[Request, Next], Response]]] = {
     "retry": _Retry,
     "log": _Log,
     "raise_for_status": _RaiseForStatus,
+    "provider": ProviderPipe,
 }
