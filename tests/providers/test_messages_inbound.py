@@ -520,3 +520,28 @@ def test_a_lone_signature_opens_a_thinking_block_before_the_tool_call() -> None:
     ]
     assert signatures
     assert signatures[0].startswith("EqUCCqICAb4")
+
+
+def test_a_known_tool_index_with_a_new_id_opens_a_new_tool_use_block() -> None:
+    # Some servers number every parallel call 0; the id tells the calls apart.
+    def piece(id: str, name: str, arguments: str) -> dict[str, Any]:
+        call = {"index": 0, "id": id, "type": "function"}
+        call["function"] = {"name": name, "arguments": arguments}
+        return {"tool_calls": [call]}
+
+    chunks = [
+        fx.chunk(
+            [{"index": 0, "delta": piece("call_a", "f", '{"x":1}')}], id="c", model="m", created=1
+        ),
+        fx.chunk(
+            [{"index": 0, "delta": piece("call_b", "g", '{"y":2}')}], id="c", model="m", created=1
+        ),
+        fx.chunk(
+            [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], id="c", model="m", created=1
+        ),
+    ]
+    output, _ = translate(lambda: MessagesStreamTranslator(model=MODEL), [fx.sse_body(chunks)])
+    events = events_of(output)
+    check_valid_anthropic_stream(events)
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    assert [(s["id"], s["name"]) for s in starts] == [("call_a", "f"), ("call_b", "g")]

@@ -81,6 +81,7 @@ class MessagesStreamTranslator:
         "_model",
         "_refused",
         "_started",
+        "_tool_ids",
         "_tools",
         "content_started",
         "done",
@@ -97,6 +98,7 @@ class MessagesStreamTranslator:
         self._count = 0  # blocks opened so far
         self._delta_head = b""  # the bytes before a delta in the open block
         self._tools: dict[Any, int] = {}  # tool call index (or id) → its block index
+        self._tool_ids: dict[Any, str] = {}
         self._last_tool: Any = None
         self._finish: str | None = None
         self._refused = False
@@ -166,11 +168,15 @@ class MessagesStreamTranslator:
             self._last_tool = key
             fn = piece.function
             block = self._tools.get(key)
+            known = self._tool_ids.get(key)
+            if block is not None and piece.id and known and piece.id != known:
+                block = None  # a known index with another id: a new call (vLLM numbers all 0)
             if block is None:
                 name = fn.name if fn is not None and fn.name else ""
                 start = {"type": "tool_use", "id": piece.id or "", "name": name, "input": {}}
                 self._open(_TOOL, _enc(start), out, force=True)
                 block = self._tools[key] = self._block
+                self._tool_ids[key] = piece.id or ""
             if fn is not None and fn.arguments:
                 self.content_started = True
                 head = self._delta_head if block == self._block else self._head_for(block)
