@@ -135,8 +135,8 @@ def _thinking(
         budget = min(budget, max_tokens - 1)
         if budget < _MIN_BUDGET:
             raise TranslationError(
-                "reasoning needs max_completion_tokens above 1024 on the anthropic upstream "
-                "(its thinking budget is at least 1024 tokens and below the limit)",
+                "'reasoning_effort' needs max_completion_tokens above 1024 on the anthropic "
+                "upstream (its thinking budget is at least 1024 tokens and below the limit)",
                 param="reasoning_effort",
                 code="unsupported_value",
             )
