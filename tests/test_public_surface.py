@@ -61,8 +61,6 @@ EXPECTED = {
         "timeout",
     ],
     "aifetch.providers": [
-        "ANTHROPIC_PING",
-        "RETRYABLE_STATUSES",
         "Dialect",
         "InboundRequest",
         "MessagesStreamTranslator",

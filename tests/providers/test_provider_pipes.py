@@ -12,7 +12,7 @@ import pytest
 
 import aifetch
 from aifetch.openai import ChatCompletion, ChatCompletionChunk, ChatStream
-from aifetch.providers import RETRYABLE_STATUSES
+from aifetch.providers import dialect
 from tests.support import fake_anthropic as fa
 from tests.support import fake_gemini as fg
 from tests.support.fake_upstream import FakeUpstream
@@ -221,7 +221,7 @@ def test_anthropic_529_keeps_its_status_with_openai_fields(flavour: str, claude:
 def test_anthropic_529_is_retried_with_the_retryable_statuses(flavour: str, claude: Any) -> None:
     up, api = claude
     up.enqueue(fa.overloaded(retry_after="0"))
-    retry = aifetch.pipes.retry(2, statuses=RETRYABLE_STATUSES)
+    retry = aifetch.pipes.retry(2, statuses=dialect("anthropic").retry_statuses)
     status, body = anthropic_runner(flavour, up, api.key, retry).post(
         {"model": "m", "messages": USER}
     )

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 from ..pipes import PipeSpec
 from ._dialect import Dialect, dialect
-from ._errors import RETRYABLE_STATUSES, openai_error_to_anthropic
+from ._errors import openai_error_to_anthropic
 from ._messages_request import InboundRequest, chat_completion_to_message, messages_request_to_chat
-from ._messages_stream import ANTHROPIC_PING, MessagesStreamTranslator
+from ._messages_stream import MessagesStreamTranslator
 from ._types import (
     ProviderOptions,
     ProviderRequest,
@@ -35,8 +35,6 @@ from ._types import (
 )
 
 __all__ = [
-    "ANTHROPIC_PING",
-    "RETRYABLE_STATUSES",
     "Dialect",
     "InboundRequest",
     "MessagesStreamTranslator",
@@ -68,7 +66,7 @@ def anthropic(
     and ``anthropic-beta`` headers; ``max_tokens`` is sent when the request sets no output
     limit (Anthropic requires one). Put it last in ``pipes=[...]`` (closest to the network);
     to retry Anthropic's 529 (overloaded), give ``pipes.retry`` ``statuses`` that include it
-    (``aifetch.providers.RETRYABLE_STATUSES``).
+    (``aifetch.providers.dialect("anthropic").retry_statuses``).
     """
     betas = (beta,) if isinstance(beta, str) else tuple(beta or ())
     options = ProviderOptions(
