@@ -129,6 +129,8 @@ class AnthropicStreamTranslator:
             return b""
         name = event.event
         try:
+            if name == "content_block_delta":  # most events: straight to its handler
+                return self._block_delta(event.data)
             if name == "message":  # no "event:" line (some proxies drop it): read the type
                 name = _decode_type(event.data).type
             handler = self._handlers.get(name)
@@ -204,6 +206,9 @@ class AnthropicStreamTranslator:
         delta = event.delta
         kind = delta.type
         writer = self._writer
+        if kind == "text_delta" and writer is not None:
+            self.content_started = True
+            return writer.content(delta.text)
         prefix = b""
         if writer is None:
             writer, prefix = self._ensure()

@@ -81,6 +81,7 @@ class MessagesStreamTranslator:
         "_model",
         "_refused",
         "_started",
+        "_text_head",
         "_tool_ids",
         "_tools",
         "content_started",
@@ -97,6 +98,7 @@ class MessagesStreamTranslator:
         self._kind = -1
         self._count = 0  # blocks opened so far
         self._delta_head = b""  # the bytes before a delta in the open block
+        self._text_head = b""  # the bytes before a text delta's JSON string, while text is open
         self._tools: dict[Any, int] = {}  # tool call index (or id) → its block index
         self._tool_ids: dict[Any, str] = {}
         self._last_tool: Any = None
@@ -136,6 +138,23 @@ class MessagesStreamTranslator:
     # --- chunks ------------------------------------------------------------------------
 
     def _chunk(self, chunk: ChatCompletionChunk) -> bytes:
+        choices = chunk.choices
+        if self._text_head and chunk.usage is None and len(choices) == 1:
+            # Most chunks are one more piece of text in the text block already open: one
+            # encode and one join (bench_translate.py: 1.44 us per chunk, 1.64 without).
+            choice = choices[0]
+            delta = choice.delta
+            text = delta.content
+            if (
+                text
+                and choice.index == 0
+                and choice.finish_reason is None
+                and delta.tool_calls is None
+                and delta.reasoning_content is None
+                and delta.reasoning_signature is None
+                and delta.refusal is None
+            ):
+                return self._text_head + _enc(text) + b"}}\n\n"
         out: list[bytes] = []
         if not self._started:
             self._started = True
@@ -205,6 +224,8 @@ class MessagesStreamTranslator:
         self._count += 1
         self._kind = kind
         self._delta_head = self._head_for(index)
+        if kind == _TEXT:
+            self._text_head = self._delta_head + b'"text_delta","text":'
         data = b'{"type":"content_block_start","index":%d,"content_block":%s}' % (index, block)
         out.append(_event(b"content_block_start", data))
 
@@ -213,6 +234,7 @@ class MessagesStreamTranslator:
             data = b'{"type":"content_block_stop","index":%d}' % self._block
             out.append(_event(b"content_block_stop", data))
             self._block = self._kind = -1
+            self._text_head = b""
 
     def _message_start(self, chunk_id: str) -> bytes:
         message: dict[str, Any] = {
