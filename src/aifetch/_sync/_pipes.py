@@ -16,7 +16,6 @@ from .._retry_timing import decide_retry
 from .._urls import join_base
 from ..pipes import PipeSpec
 from ._io import sleep
-from ._provider import ProviderPipe
 
 if TYPE_CHECKING:
     from .._request import Request
@@ -246,6 +245,14 @@ class _RaiseForStatus:
         return response
 
 
+def _provider(**options: Any) -> Callable[[Request, Next], Response]:
+    # Imported on first use: the dialects' Structs and tables cost ~40 ms to import, which
+    # a client without a provider pipe should not pay.
+    from ._provider import ProviderPipe
+
+    return ProviderPipe(**options)
+
+
 _BUILTINS: dict[str, Callable[..., Callable[[Request, Next], Response]]] = {
     "base_url": _BaseURL,
     "headers": _DefaultHeaders,
@@ -253,5 +260,5 @@ _BUILTINS: dict[str, Callable[..., Callable[[Request, Next], Response]]] = {
     "retry": _Retry,
     "log": _Log,
     "raise_for_status": _RaiseForStatus,
-    "provider": ProviderPipe,
+    "provider": _provider,
 }
