@@ -100,9 +100,10 @@ class StreamTranslator(Protocol):
     ``error`` event) when it did not. After an error event nothing more is produced.
 
     ``usage`` is what the stream reported (``None`` until it reported any), ``done`` is true
-    once the provider's stream completed, ``error`` holds the provider's error once one
-    arrived, and ``content_started`` turns true with the first content, reasoning or tool
-    call delta (the gateway's commit point).
+    once the provider's stream completed (Anthropic's ``message_stop``; for Gemini, whose
+    stream ends with its body, at ``close()`` after a ``finishReason``), ``error`` holds the
+    provider's error once one arrived, and ``content_started`` turns true with the first
+    content, reasoning or tool call delta (the gateway's commit point).
     """
 
     usage: ProviderUsage | None
