@@ -113,6 +113,22 @@ EXPECTED = {
         "parse_config",
         "request_policy",
     ],
+    "aifetch.providers": [
+        "Dialect",
+        "InboundRequest",
+        "MessagesStreamTranslator",
+        "ProviderOptions",
+        "ProviderRequest",
+        "ProviderUsage",
+        "StreamTranslator",
+        "TranslationError",
+        "anthropic",
+        "chat_completion_to_message",
+        "dialect",
+        "gemini",
+        "messages_request_to_chat",
+        "openai_error_to_anthropic",
+    ],
 }
 
 
@@ -124,7 +140,15 @@ def test_all_is_pinned_and_sorted(module_name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module_name", ["aifetch", "aifetch.pipes", "aifetch.sse", "aifetch.openai", "aifetch.gateway"]
+    "module_name",
+    [
+        "aifetch",
+        "aifetch.pipes",
+        "aifetch.providers",
+        "aifetch.sse",
+        "aifetch.openai",
+        "aifetch.gateway",
+    ],
 )
 def test_every_exported_name_resolves(module_name: str) -> None:
     module = importlib.import_module(module_name)

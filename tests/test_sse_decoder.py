@@ -173,6 +173,27 @@ def test_event_type_of_a_dataless_block_does_not_leak() -> None:
     assert decode_every_way(b"event: a\n\ndata: x\n\n").events[0].event == "message"
 
 
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        # The shape of Anthropic's events (the decoder's second fast path), and the blocks
+        # that start like it and turn out otherwise.
+        (b"event: ping\ndata: {}\n\n", [("ping", "{}", "")]),
+        (b"event: \ndata: x\n\n", [("message", "x", "")]),
+        (b"event: a\nevent: b\ndata: x\n\n", [("b", "x", "")]),
+        (b"event: a\nid: 7\ndata: x\n\n", [("a", "x", "7")]),
+        (b"event: a\ndata: x\ndata: y\n\n", [("a", "x\ny", "")]),
+        (b"event: a\ndata: x\nevent: b\n\n", [("b", "x", "")]),
+        (b"event: a\n: note\ndata: x\n\n", [("a", "x", "")]),
+        (b"event: a\n\nevent: b\ndata: x\n\ndata: y\n\n", [("b", "x", ""), ("message", "y", "")]),
+        (b"event: a\r\ndata: x\r\n\r\nevent: b\rdata: y\r\r", [("a", "x", ""), ("b", "y", "")]),
+    ],
+)
+def test_event_and_data_blocks(stream: bytes, expected: list[tuple[str, str, str]]) -> None:
+    events = decode_every_way(stream).events
+    assert [(e.event, e.data, e.id) for e in events] == expected
+
+
 def test_last_event_type_line_wins() -> None:
     assert decode_every_way(b"event: a\nevent: b\ndata: x\n\n").events[0].event == "b"
 

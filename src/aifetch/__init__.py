@@ -1,7 +1,7 @@
 """aifetch: fetch-shaped HTTP for AI model APIs — typed errors, pipes, streams, a gateway.
 
 One front door: everything public is importable from here (plus the ``aifetch.pipes``,
-``aifetch.sse``, ``aifetch.openai`` and ``aifetch.gateway`` modules).
+``aifetch.providers``, ``aifetch.sse``, ``aifetch.openai`` and ``aifetch.gateway`` modules).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "providers":  # a submodule, loaded on first use like the names above
+        import importlib
+
+        return importlib.import_module(".providers", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aifetch' has no attribute {name!r}")

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 
+_SECRET = frozenset({"headers", "api_key"})
+
+
 class PipeSpec:
     """A built-in pipe and its options, not yet bound to a client flavour."""
 
@@ -39,8 +42,8 @@ class PipeSpec:
         self.options = options
 
     def __repr__(self) -> str:
-        # Header values may be keys: never shown.
-        shown = {k: (REDACTED if k == "headers" else v) for k, v in self.options.items()}
+        # Header values and a provider's api_key are keys: never shown.
+        shown = {k: (REDACTED if k in _SECRET else v) for k, v in self.options.items()}
         return f"pipes.{self.kind}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 

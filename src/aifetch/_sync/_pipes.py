@@ -245,6 +245,14 @@ class _RaiseForStatus:
         return response
 
 
+def _provider(**options: Any) -> Callable[[Request, Next], Response]:
+    # Imported on first use: the dialects' Structs and tables cost ~40 ms to import, which
+    # a client without a provider pipe should not pay.
+    from ._provider import ProviderPipe
+
+    return ProviderPipe(**options)
+
+
 _BUILTINS: dict[str, Callable[..., Callable[[Request, Next], Response]]] = {
     "base_url": _BaseURL,
     "headers": _DefaultHeaders,
@@ -252,4 +260,5 @@ _BUILTINS: dict[str, Callable[..., Callable[[Request, Next], Response]]] = {
     "retry": _Retry,
     "log": _Log,
     "raise_for_status": _RaiseForStatus,
+    "provider": _provider,
 }

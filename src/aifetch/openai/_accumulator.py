@@ -8,8 +8,8 @@ worst case).
 Providers disagree on how they stream the same answer; the rules below are the ones that
 give back what the same request returns without streaming:
 
-* ``content``, ``refusal``, ``reasoning_content`` and tool/function ``arguments`` are
-  concatenated.
+* ``content``, ``refusal``, ``reasoning_content``, ``reasoning_signature`` and
+  tool/function ``arguments`` are concatenated.
 * ``role``, and a tool call's ``id``, ``type`` and ``name``, are taken from the first delta
   that has them and never concatenated: vLLM, Ollama and others resend them on later deltas.
 * Tool calls are matched by ``index``; when ``index`` is missing (Ollama) by ``id``; a piece
@@ -94,6 +94,7 @@ class _ChoiceState:
         "reasoning",
         "refusal",
         "role",
+        "signature",
         "tools",
         "tools_by_id",
         "tools_by_index",
@@ -104,6 +105,7 @@ class _ChoiceState:
         self.content: list[str] = []
         self.refusal: list[str] = []
         self.reasoning: list[str] = []
+        self.signature: list[str] = []
         self.tools: list[_ToolCallState] = []
         self.tools_by_index: dict[int, _ToolCallState] = {}
         self.tools_by_id: dict[str, _ToolCallState] = {}
@@ -131,6 +133,8 @@ class _ChoiceState:
             self.refusal.append(delta.refusal)
         if delta.reasoning_content:
             self.reasoning.append(delta.reasoning_content)
+        if delta.reasoning_signature:
+            self.signature.append(delta.reasoning_signature)
         if delta.tool_calls:
             for piece in delta.tool_calls:
                 self._tool_for(piece).add(piece)
@@ -186,6 +190,7 @@ class _ChoiceState:
             content=content,
             refusal=refusal,
             reasoning_content="".join(self.reasoning) if self.reasoning else UNSET,
+            reasoning_signature="".join(self.signature) if self.signature else UNSET,
             tool_calls=tool_calls or UNSET,
             function_call=(
                 Function(name=self.fn_name or "", arguments="".join(self.fn_arguments))

@@ -9,9 +9,10 @@ Azure, vLLM, Ollama, DeepSeek and other compatible servers.
 Encoding follows what OpenAI sends:
 
 * ``ChatCompletion``: ``content``, ``refusal`` and ``logprobs`` are always present (``null``
-  when empty); ``tool_calls``, ``function_call`` and ``reasoning_content`` are left out when
-  the message has none. Those three default to ``msgspec.UNSET`` (falsy), which msgspec never
-  encodes; a provider's explicit ``null`` decodes to ``None`` and encodes back as ``null``.
+  when empty); ``tool_calls``, ``function_call``, ``reasoning_content`` and
+  ``reasoning_signature`` are left out when the message has none. Those default to
+  ``msgspec.UNSET`` (falsy), which msgspec never encodes; a provider's explicit ``null``
+  decodes to ``None`` and encodes back as ``null``.
 * ``ChatCompletionChunk``: deltas are sparse (only the fields that changed), as OpenAI sends
   them; ``finish_reason`` and ``logprobs`` are always present on a chunk's choice.
 
@@ -116,12 +117,15 @@ class ChoiceDeltaFunctionCall(msgspec.Struct, omit_defaults=True, gc=False):
 
 class ChoiceDelta(msgspec.Struct, omit_defaults=True, gc=False):
     """What one chunk adds to a choice's message. ``reasoning_content`` is the DeepSeek/Qwen
-    extension carrying the model's reasoning ahead of its answer."""
+    extension carrying the model's reasoning ahead of its answer; ``reasoning_signature``
+    is aifetch's, carrying the provider's signature of that reasoning (Anthropic thinking,
+    Gemini thought signatures) so a next turn can send it back (docs/DIALECTS.md)."""
 
     role: str | None = None
     content: str | None = None
     refusal: str | None = None
     reasoning_content: str | None = None
+    reasoning_signature: str | None = None
     tool_calls: list[ChoiceDeltaToolCall] | None = None
     function_call: ChoiceDeltaFunctionCall | None = None
 
@@ -177,6 +181,7 @@ class ChatCompletionMessage(msgspec.Struct, gc=False):
     content: str | None = None
     refusal: str | None = None
     reasoning_content: str | UnsetType | None = UNSET
+    reasoning_signature: str | UnsetType | None = UNSET
     tool_calls: list[ToolCall] | UnsetType | None = UNSET
     function_call: Function | UnsetType | None = UNSET
 
