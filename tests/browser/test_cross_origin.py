@@ -3,7 +3,6 @@ the example in examples/browser/, served by a second static server on another po
 
 from __future__ import annotations
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser import scenarios
@@ -37,12 +36,6 @@ def test_an_origin_not_listed_is_refused(page: Page, gateway: RunningGateway) ->
     assert outcome == "TypeError"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway's CORS exposes server-timing, retry-after and x-request-id only; "
-    "a page on another origin cannot read retry-after-ms, so aifetch.js there falls back "
-    "to Retry-After or backoff (CORS is being reworked)",
-)
 def test_a_page_on_another_origin_reads_retry_after_ms(
     page: Page, gateway: RunningGateway, second_origin: StaticServer
 ) -> None:

@@ -302,3 +302,52 @@ def test_new_calls_refused_while_closing(fake: FakeUpstream) -> None:
     import asyncio
 
     assert asyncio.run(scenario()) == [503, 503, "shutting_down"]
+
+
+def _preflight(url: str, origin: str, headers: str) -> httpx.Response:
+    return httpx.options(
+        url,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": headers,
+        },
+    )
+
+
+# What openai-node asks for in a browser (dangerouslyAllowBrowser), and anthropic-sdk-typescript.
+SDK_HEADERS = [
+    "authorization, content-type, x-stainless-arch, x-stainless-lang, x-stainless-os, "
+    "x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, "
+    "x-stainless-runtime-version, x-stainless-timeout",
+    "anthropic-dangerous-direct-browser-access, anthropic-version, content-type, x-api-key, "
+    "x-stainless-helper-method, x-stainless-lang",
+]
+
+
+@pytest.mark.parametrize("asked", SDK_HEADERS, ids=["openai-node", "anthropic-ts"])
+def test_cors_default_admits_what_the_official_sdks_send(
+    cors_gateway: RunningGateway, asked: str
+) -> None:
+    answer = _preflight(cors_gateway.url + "/v1/chat/completions", "https://app.example", asked)
+    assert answer.status_code == 204
+    allowed = {h.strip() for h in answer.headers["access-control-allow-headers"].split(",")}
+    assert allowed == {h.strip() for h in asked.split(",")}
+    exposed = answer.headers["access-control-expose-headers"]
+    for header in ("retry-after-ms", "x-ratelimit-remaining-requests", "x-request-id"):
+        assert header in exposed
+
+
+def test_cors_allow_headers_star_and_patterns(fake: FakeUpstream, serve: Serve) -> None:
+    url = "/v1/chat/completions"
+    star = serve(config_for(fake.url, cors={"allow_origins": ["*"], "allow_headers": ["*"]}))
+    assert _preflight(star.url + url, "https://a.example", "x-anything, x-else").status_code == 204
+    only = serve(
+        config_for(
+            fake.url,
+            cors={"allow_origins": ["https://a.example"], "allow_headers": ["x-team-*"]},
+        )
+    )
+    assert _preflight(only.url + url, "https://a.example", "x-team-id").status_code == 204
+    assert _preflight(only.url + url, "https://a.example", "x-other").status_code == 403
+    assert _preflight(only.url + url, "https://a.example", "authorization").status_code == 403

@@ -109,11 +109,27 @@ class CallerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     models: list[str] = msgspec.field(default_factory=lambda: ["*"])
 
 
+# What the official OpenAI and Anthropic SDKs send from a browser, besides the key.
+DEFAULT_CORS_HEADERS = (
+    "authorization",
+    "content-type",
+    "api-key",
+    "x-api-key",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "idempotency-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "x-stainless-*",
+)
+
+
 class CorsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     allow_origins: list[str] = []
-    allow_headers: list[str] = msgspec.field(
-        default_factory=lambda: ["authorization", "content-type", "api-key"]
-    )
+    # Names, "prefix-*" patterns, or "*" for any header.
+    allow_headers: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CORS_HEADERS))
     max_age: int = 600
 
 

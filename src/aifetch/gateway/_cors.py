@@ -10,8 +10,14 @@ from ._context import Handler, RequestContext
 
 __all__ = ["Cors"]
 
-_METHODS = b"GET, POST, OPTIONS"
-_EXPOSE = b"server-timing, retry-after, x-request-id"
+_METHODS = b"GET, POST, DELETE, OPTIONS"
+# What a page may read of an answer: the timing, the waits and limits a retry honours, and
+# the request id. (Fetch exposes only the CORS-safelisted headers otherwise.)
+_EXPOSE = (
+    b"server-timing, retry-after, retry-after-ms, x-request-id, request-id, "
+    b"x-ratelimit-limit-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-requests, "
+    b"x-ratelimit-remaining-tokens, x-ratelimit-reset-requests, x-ratelimit-reset-tokens"
+)
 
 
 class Cors:
@@ -25,7 +31,10 @@ class Cors:
         self.enabled = bool(config.allow_origins)
         self.any_origin = "*" in config.allow_origins
         self.origins = frozenset(o.rstrip("/").encode() for o in config.allow_origins)
-        self.allow_headers = frozenset(h.lower().encode() for h in config.allow_headers)
+        names = [h.strip().lower().encode() for h in config.allow_headers]
+        self.any_header = b"*" in names
+        self.allow_headers = frozenset(n for n in names if not n.endswith(b"*"))
+        self.allow_prefixes = tuple(n[:-1] for n in names if n.endswith(b"*") and n != b"*")
         self.max_age = str(config.max_age).encode()
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
@@ -72,11 +81,20 @@ class Cors:
             if name == b"access-control-request-headers":
                 requested = value
         wanted = [h.strip().lower() for h in requested.split(b",") if h.strip()]
-        if any(h not in self.allow_headers for h in wanted):
+        if not all(self._allowed(h) for h in wanted):
             return None
+        # The headers asked for, once each (all allowed): a pattern cannot be echoed.
+        allowed = b", ".join(dict.fromkeys(wanted)) if wanted else b"content-type"
         return [
             *self.response_headers(origin),
             (b"access-control-allow-methods", _METHODS),
-            (b"access-control-allow-headers", b", ".join(sorted(self.allow_headers))),
+            (b"access-control-allow-headers", allowed),
             (b"access-control-max-age", self.max_age),
         ]
+
+    def _allowed(self, header: bytes) -> bool:
+        return (
+            self.any_header
+            or header in self.allow_headers
+            or any(header.startswith(prefix) for prefix in self.allow_prefixes)
+        )
