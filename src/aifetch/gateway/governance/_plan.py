@@ -20,9 +20,10 @@ Tokens and spend are **reserved** at admission (the estimate) and **settled** la
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from typing import NamedTuple
 
@@ -97,23 +98,37 @@ class Admission:
 _SAFE_TAG = re.compile(r"[A-Za-z0-9._:@-]{1,80}")
 
 
-def _tag(scope: str) -> str:
-    """The scope as a Redis hash tag: every key of one caller lands in one cluster slot, so
-    one script may touch them all. Braces would end the tag early: such names are hashed."""
-    if _SAFE_TAG.fullmatch(scope):
-        return scope
-    return "h:" + blake2b(scope.encode(), digest_size=12).hexdigest()
+@functools.lru_cache(maxsize=4096)
+def _base(prefix: str, scope: str, model: str | None) -> str:
+    """The key prefix of a scope (made once per scope, not per call). The scope is a Redis
+    hash tag: every key of one caller lands in one cluster slot, so one script may touch
+    them all. Braces would end the tag early: such names are hashed."""
+    tag = scope
+    if not _SAFE_TAG.fullmatch(scope):
+        tag = "h:" + blake2b(scope.encode(), digest_size=12).hexdigest()
+    base = f"{prefix}{{{tag}}}:"
+    return base if model is None else f"{base}m:{model}:"
+
+
+# per → (start, end, id) of the budget period last seen: worked out once per period.
+_periods: dict[str, tuple[float, float, str]] = {}
 
 
 def _period(now: float, per: str) -> tuple[str, float]:
     """The budget period's id and the seconds until it ends (UTC day or month)."""
-    when = datetime.fromtimestamp(now, UTC)
-    if per == "day":
-        start = when.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.strftime("d%Y%m%d"), start.timestamp() + 86400 - now
-    year, month = (when.year + 1, 1) if when.month == 12 else (when.year, when.month + 1)
-    end = datetime(year, month, 1, tzinfo=UTC)
-    return when.strftime("m%Y%m"), end.timestamp() - now
+    known = _periods.get(per)
+    if known is None or not known[0] <= now < known[1]:
+        when = datetime.fromtimestamp(now, UTC)
+        if per == "day":
+            start = when.replace(hour=0, minute=0, second=0, microsecond=0)
+            end = start + timedelta(days=1)
+            ident = start.strftime("d%Y%m%d")
+        else:
+            start = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            end = (start + timedelta(days=32)).replace(day=1)
+            ident = start.strftime("m%Y%m")
+        known = _periods[per] = (start.timestamp(), end.timestamp(), ident)
+    return known[2], known[1] - now
 
 
 def _scope_checks(
@@ -156,13 +171,14 @@ def build_checks(
 ) -> list[Check]:
     """Every counter this call must fit in, caller scope first."""
     out: list[Check] = []
-    base = f"{prefix}{{{_tag(who.scope)}}}:"
     if who.limits is not None:
+        base = _base(prefix, who.scope, None)
         _scope_checks(out, who.limits, base, who.name, now, tokens, cost, stream, lease)
-    per_model = who.model_limits.get(model)
+    per_model = who.model_limits.get(model) if who.model_limits else None
     if per_model is not None:
+        base = _base(prefix, who.scope, model)
         label = f"{who.name} on {model}"
-        _scope_checks(out, per_model, f"{base}m:{model}:", label, now, tokens, cost, stream, lease)
+        _scope_checks(out, per_model, base, label, now, tokens, cost, stream, lease)
     return out
 
 
@@ -199,20 +215,31 @@ def _rate_headers(
 ) -> list[tuple[bytes, bytes]]:
     """OpenAI's ``x-ratelimit-*`` for requests and tokens: the scope with the least room
     left speaks for each (``reserved``: this call's cost already counts)."""
-    tightest: dict[str, tuple[int, int, float]] = {}
+    requests: tuple[int, Check] | None = None
+    tokens: tuple[int, Check] | None = None
     for check, before in zip(checks, used, strict=True):
-        if check.kind not in _HEADER_NAMES:
+        kind = check.kind
+        if kind != REQUESTS and kind != TOKENS:
             continue
-        remaining = max(0, check.limit - before - (check.cost if reserved else 0))
-        best = tightest.get(check.kind)
-        if best is None or remaining < best[1]:
-            tightest[check.kind] = (check.limit, remaining, check.reset)
+        left = check.limit - before - (check.cost if reserved else 0)
+        pick = (left if left > 0 else 0, check)
+        if kind == REQUESTS:
+            if requests is None or pick[0] < requests[0]:
+                requests = pick
+        elif tokens is None or pick[0] < tokens[0]:
+            tokens = pick
     headers: list[tuple[bytes, bytes]] = []
-    for kind, (limit, remaining, reset) in tightest.items():
-        names = _HEADER_NAMES[kind]
-        headers.append((names[0], b"%d" % limit))
-        headers.append((names[1], b"%d" % remaining))
-        headers.append((names[2], go_duration(reset).encode()))
+    reset_text = b""
+    last_reset = -1.0
+    for chosen, names in ((requests, _HEADER_NAMES[REQUESTS]), (tokens, _HEADER_NAMES[TOKENS])):
+        if chosen is None:
+            continue
+        remaining, check = chosen
+        if check.reset != last_reset:  # both are minute windows: one string for both
+            last_reset = check.reset
+            reset_text = go_duration(check.reset).encode()
+        headers += ((names[0], b"%d" % check.limit), (names[1], b"%d" % remaining))
+        headers.append((names[2], reset_text))
     return headers
 
 

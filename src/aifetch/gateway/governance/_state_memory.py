@@ -30,8 +30,11 @@ class MemoryState:
             slots = self._streams.get(check.key)
             if not slots:
                 return 0
-            for member in [m for m, end in slots.items() if end <= now]:
-                del slots[member]
+            if len(slots) + check.cost > check.limit:
+                # Full: only now do ended leases matter (a process does not die mid-stream
+                # on its own, so this is rare).
+                for member in [m for m, end in slots.items() if end <= now]:
+                    del slots[member]
             return len(slots)
         entry = self._counters.get(check.key)
         return int(entry[0]) if entry is not None and entry[1] > now else 0

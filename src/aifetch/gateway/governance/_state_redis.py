@@ -15,7 +15,7 @@ admits against one set of counters.
   restart) changes nothing, so none brings back a stale window.
 
 Keys: ``<prefix>{<scope>}:...``. The braces are a hash tag, so one caller's counters share
-a cluster slot (``_plan._tag``).
+a cluster slot (``_plan._base``).
 """
 
 from __future__ import annotations
@@ -43,51 +43,59 @@ __all__ = ["RedisState"]
 
 log = logging.getLogger("aifetch.gateway.governance")
 
-# KEYS: one per check. ARGV: now (ms), the call's id, then kind, limit, cost, ttl (s) per
-# check. Returns {admitted (1/0), each counter before this call...}. Every counter is read
-# before any is written, so the answer carries the whole picture for the headers.
+# KEYS: one per check. ARGV: now (ms), the call's id, and one string with each check's
+# "<kind><limit>,<cost>,<ttl s>" separated by spaces: three arguments instead of four per
+# check, since redis-py's encoding of each argument is most of a call's client CPU
+# (bench/README.md, governance). Returns {admitted (1/0), each counter before this call}.
+# Every counter is read before any is written, so the answer has the whole picture.
 _ADMIT = """
 local now = tonumber(ARGV[1])
+local kinds, limits, costs, ttls = {}, {}, {}, {}
+local n = 0
+for kind, limit, cost, ttl in string.gmatch(ARGV[3], '(%a)(%d+),(%d+),(%d+)') do
+  n = n + 1
+  kinds[n], limits[n], costs[n], ttls[n] = kind, tonumber(limit), tonumber(cost), tonumber(ttl)
+end
 local out = {1}
 for i = 1, #KEYS do
-  local a = 2 + (i - 1) * 4
   local used
-  if ARGV[a + 1] == 's' then
+  if kinds[i] == 's' then
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     used = redis.call('ZCARD', KEYS[i])
   else
     used = tonumber(redis.call('GET', KEYS[i]) or '0')
   end
   out[i + 1] = used
-  if used + tonumber(ARGV[a + 3]) > tonumber(ARGV[a + 2]) then out[1] = 0 end
+  if used + costs[i] > limits[i] then out[1] = 0 end
 end
 if out[1] == 1 then
   for i = 1, #KEYS do
-    local a = 2 + (i - 1) * 4
-    local ttl = tonumber(ARGV[a + 4])
-    if ARGV[a + 1] == 's' then
-      redis.call('ZADD', KEYS[i], now + ttl * 1000, ARGV[2])
-      redis.call('PEXPIRE', KEYS[i], ttl * 1000)
+    if kinds[i] == 's' then
+      redis.call('ZADD', KEYS[i], now + ttls[i] * 1000, ARGV[2])
+      redis.call('PEXPIRE', KEYS[i], ttls[i] * 1000)
     else
-      redis.call('INCRBY', KEYS[i], ARGV[a + 3])
-      redis.call('EXPIRE', KEYS[i], ttl)
+      redis.call('INCRBY', KEYS[i], costs[i])
+      redis.call('EXPIRE', KEYS[i], ttls[i])
     end
   end
 end
 return out
 """
 
-# KEYS: one per operation. ARGV: op, value per key: 'i' adds value to a counter that still
-# exists (a late settlement never recreates an ended window without its expiry), 'f'
-# frees a stream slot.
+# KEYS: the keys a batch touches, each once. ARGV: per key "i <delta>" (add to a counter
+# that still exists: a late settlement never recreates an ended window without its
+# expiry) or "f <call id> <call id> ..." (free stream slots).
 _SETTLE = """
 for i = 1, #KEYS do
-  if ARGV[2 * i - 1] == 'i' then
+  local op, rest = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 3)
+  if op == 'i' then
     if redis.call('EXISTS', KEYS[i]) == 1 then
-      redis.call('INCRBY', KEYS[i], ARGV[2 * i])
+      redis.call('INCRBY', KEYS[i], rest)
     end
   else
-    redis.call('ZREM', KEYS[i], ARGV[2 * i])
+    for member in string.gmatch(rest, '%S+') do
+      redis.call('ZREM', KEYS[i], member)
+    end
   end
 end
 return #KEYS
@@ -169,9 +177,8 @@ class RedisState:
         Raises StateUnavailable when Redis does not answer."""
         if not self.available:
             raise StateUnavailable("the state store is unreachable")
-        args: list[str | int] = [int(now * 1000), member]
-        for check in checks:
-            args += (check.kind, check.limit, check.cost, check.ttl)
+        spec = " ".join([f"{c.kind}{c.limit},{c.cost},{c.ttl}" for c in checks])
+        args = (int(now * 1000), member, spec)
         async with self._gate:
             if not self.available:  # went down while this call waited its turn
                 raise StateUnavailable("the state store is unreachable")
@@ -220,24 +227,22 @@ class RedisState:
             await self.flush()
 
     async def _send(self, ops: list[SettleOp]) -> None:
-        # Counter corrections for one key add up into one operation.
-        merged: dict[str, int] = {}
-        frees: list[tuple[str, str]] = []
+        # One entry per key: counter corrections add up, freed slots are listed.
+        deltas: dict[str, int] = {}
+        frees: dict[str, list[str]] = {}
         for op, key, value in ops:
             if op == "free":
-                frees.append((key, str(value)))
+                frees.setdefault(key, []).append(str(value))
             else:
-                merged[key] = merged.get(key, 0) + int(value)
-        items: list[tuple[str, str, str | int]] = [
-            ("i", key, delta) for key, delta in merged.items() if delta
-        ]
-        items += [("f", key, member) for key, member in frees]
+                deltas[key] = deltas.get(key, 0) + int(value)
+        items = [(key, f"i {delta}") for key, delta in deltas.items() if delta]
+        for key, members in frees.items():
+            # Slices keep one script call short: Redis serves no one else meanwhile.
+            for start in range(0, len(members), _BATCH):
+                items.append((key, "f " + " ".join(members[start : start + _BATCH])))
         for start in range(0, len(items), _BATCH):
             part = items[start : start + _BATCH]
-            args: list[str | int] = []
-            for code, _, value in part:
-                args += (code, value)
-            await self._settle(keys=[key for _, key, _ in part], args=args)
+            await self._settle(keys=[key for key, _ in part], args=[spec for _, spec in part])
 
     # ------------------------------------------------------------------ health
 
