@@ -172,3 +172,11 @@ def test_serve_with_memory_state_refuses_workers(
     err = capsys.readouterr().err
     assert "state: memory keeps limits in one process" in err
     assert "redis://" in err
+
+
+def test_an_sqlite_file_that_cannot_be_opened_is_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-folder' / 'usage.db'}"
+    assert main(["usage", "--config", _config(tmp_path, ledger=url)]) == 1
+    assert "cannot open the ledger database" in capsys.readouterr().err

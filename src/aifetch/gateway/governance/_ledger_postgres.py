@@ -92,7 +92,11 @@ class PostgresDatabase:
         self._check_schema = check_schema
 
     async def connect(self) -> None:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+        # Bounded waits: an unreachable database fails a write (its rows are kept and
+        # retried) instead of holding the writer, or a shutdown, for asyncpg's 60 s.
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=4, timeout=10, command_timeout=30
+        )
         if self._check_schema:
             version = await self.schema_version()
             if version < SCHEMA_VERSION:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ._errors import KeyStoreError
+from ._errors import GovernanceError, KeyStoreError
 from ._schema import LEDGER_COLUMNS, META_TABLE, MIGRATIONS, SCHEMA_VERSION
 from ._types import KeyRecord, LedgerRow, UsageLine
 
@@ -98,7 +98,12 @@ class SqliteDatabase:
 
     async def connect(self) -> None:
         def open_() -> None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise GovernanceError(
+                    f"cannot open the ledger database {self.path}: {exc}"
+                ) from None
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             # Another process (a second worker, `aifetch usage`) may hold the write lock.
