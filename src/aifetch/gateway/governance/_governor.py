@@ -212,6 +212,13 @@ class Governor:
                 local = False
             except StateUnavailable:
                 admitted, used = self._without_state(checks, member, now)
+            except asyncio.CancelledError:
+                # The caller went away mid-admission: the script may have run. Freeing a
+                # stream slot that was never taken is harmless, so free it; tokens and
+                # spend keep their (possible) reservation, the cautious side.
+                frees = [("free", c.key, member) for c in checks if c.kind == STREAMS]
+                self.shared.settle(frees)
+                raise
         else:
             admitted, used = self.local.admit(checks, member, now)
         if not admitted:
