@@ -29,9 +29,26 @@ this order (a stage "limits" after auth, and a stage "ledger" when the call is o
     status, headers, body = await governor.admin.handle(method, path, headers, body)
 
 ``governor.enabled`` is False when nothing is configured (no limits, keys or ledger):
-the gateway may then skip both stages. ``admit`` costs at most one Redis script call;
-``settle`` and ``record`` only append to buffers. ``check_workers(config, workers)``
+the gateway may then leave both stages out. ``admit`` costs at most one Redis script
+call; ``settle`` and ``record`` only append to buffers. ``check_workers(config, workers)``
 refuses ``--workers > 1`` with memory state and limits configured.
+
+Where it plugs into the request path (docs/ARCHITECTURE.md, "The request path"):
+
+- ``GatewayApp.__init__`` makes the governor and registers ``governor.metrics``; the
+  lifespan startup awaits ``start()``, ``aclose()`` awaits ``governor.aclose()``; when
+  ``governor.admin`` is set, ``/admin/keys`` and ``/admin/keys/<name>`` route to it.
+- ``Gate``: a key the ``Authenticator`` does not know goes to ``governor.identify``; the
+  request's identity (``governor.caller(name)`` for config callers) rides on the context.
+- ``ModelCall``, right after the ``model_not_allowed`` check: ``estimate`` + ``admit``;
+  ``ctx.answer_headers = [*ctx.answer_headers, *admission.headers]`` (a new list: CORS's
+  may be shared between requests).
+- When ``ModelCall`` (or the ``StreamCall`` it hands to) is done, in a ``finally``:
+  ``settle`` with the usage seen (``Usage()`` when no upstream answered, ``None`` when a
+  stream ended before its usage chunk) and ``record`` a row from the context (status,
+  error code, upstream, stream, ttft, duration). The usage parser reads prompt and
+  completion tokens today; the ledger also wants ``prompt_tokens_details.cached_tokens``
+  and ``completion_tokens_details.reasoning_tokens``.
 """
 
 from __future__ import annotations

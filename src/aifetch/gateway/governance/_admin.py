@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from .. import _codes as codes
 from .._errors import GatewayError
 from ._errors import KeyStoreError
 from ._keys import KeyRing, KeySpec, check_spec
@@ -99,7 +100,7 @@ class AdminApi:
                 if method == "DELETE":
                     return await self._revoke(path[len(_PATH) + 1 :])
                 raise _not_allowed("DELETE")
-            raise GatewayError(404, f"Unknown admin route {path}.", code="unknown_url")
+            raise codes.UNKNOWN_URL(f"Unknown admin route {path}.")
         except GatewayError as exc:
             return _error(exc)
 
@@ -112,13 +113,9 @@ class AdminApi:
                     presented = token.strip()
                 break
         if not presented:
-            raise GatewayError(
-                401,
-                "The admin API needs 'Authorization: Bearer <admin key>'.",
-                code="missing_api_key",
-            )
+            raise codes.MISSING_API_KEY("The admin API needs 'Authorization: Bearer <admin key>'.")
         if not hmac.compare_digest(presented, self._admin_key):
-            raise GatewayError(401, "Incorrect admin key provided.", code="invalid_api_key")
+            raise codes.INVALID_API_KEY("Incorrect admin key provided.")
 
     async def _list(self) -> Answer:
         records = await self.keys.list()
@@ -127,7 +124,7 @@ class AdminApi:
 
     async def _create(self, body: bytes) -> Answer:
         if len(body) > MAX_ADMIN_BODY:
-            raise GatewayError(413, "The request body is too large.", code="request_too_large")
+            raise codes.REQUEST_TOO_LARGE("The request body is too large.")
         try:
             request = msgspec.json.decode(body, type=_CreateBody)
             expires = (
@@ -147,22 +144,20 @@ class AdminApi:
             )
             check_spec(spec, self._models)
         except (msgspec.DecodeError, ValueError) as exc:
-            raise GatewayError(400, f"Invalid key request: {exc}", code="invalid_request") from None
+            raise codes.INVALID_KEY_REQUEST(f"Invalid key request: {exc}") from None
         try:
             key, record = await self.keys.create(spec)
         except KeyStoreError as exc:
-            raise GatewayError(409, str(exc), code="key_exists") from None
+            raise codes.KEY_EXISTS(str(exc)) from None
         return 201, _JSON, _encode({**key_json(record), "key": key})
 
     async def _revoke(self, name: str) -> Answer:
         try:
             await self.keys.revoke(name)
         except KeyStoreError as exc:
-            raise GatewayError(404, str(exc), code="key_not_found") from None
+            raise codes.KEY_NOT_FOUND(str(exc)) from None
         return 200, _JSON, _encode({"name": name, "revoked": True})
 
 
 def _not_allowed(allow: str) -> GatewayError:
-    return GatewayError(
-        405, "Method not allowed.", code="method_not_allowed", headers=[("allow", allow)]
-    )
+    return codes.METHOD_NOT_ALLOWED("Method not allowed.", headers=[("allow", allow)])

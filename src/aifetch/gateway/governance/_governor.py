@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._errors import GatewayError
+from .. import _codes as codes
 from ._admin import AdminApi
 from ._config import governance_active
 from ._errors import StateUnavailable
@@ -232,11 +232,8 @@ class Governor:
     ) -> tuple[bool, list[int]]:
         if self.closed_on_state_error:
             self.metrics.state_refused += 1
-            raise GatewayError(
-                503,
+            raise codes.STATE_UNAVAILABLE(
                 "The gateway cannot reach its rate-limit store; try again shortly.",
-                type="server_error",
-                code="state_unavailable",
                 headers=[("retry-after", "1")],
             )
         self.metrics.state_local += 1

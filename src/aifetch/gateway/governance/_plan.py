@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from typing import NamedTuple
 
+from .. import _codes as codes
 from .._errors import GatewayError
 from ._types import Identity, Limits
 
@@ -264,15 +265,11 @@ def refusal(checks: list[Check], used: list[int]) -> tuple[Check, GatewayError]:
         ("retry-after-ms", str(max(1, math.ceil(wait * 1000)))),
     ]
     headers += [(k.decode(), v.decode()) for k, v in _rate_headers(checks, used, False)]
-    error = GatewayError(429, _message(check, before, wait), **_kind_fields(check), headers=headers)
-    return check, error
+    spec = _SPECS.get(check.kind, codes.RATE_LIMITED_REQUESTS)
+    return check, spec(_message(check, before, wait), headers=headers)
 
 
-def _kind_fields(check: Check) -> dict[str, str]:
-    if check.kind == BUDGET:
-        return {"type": "insufficient_quota", "code": "insufficient_quota"}
-    kind = "tokens" if check.kind == TOKENS else "requests"
-    return {"type": kind, "code": "rate_limit_exceeded"}
+_SPECS = {BUDGET: codes.INSUFFICIENT_QUOTA, TOKENS: codes.RATE_LIMITED_TOKENS}
 
 
 def _message(check: Check, before: int, wait: float) -> str:
