@@ -7,8 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ._cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from ._config import ConfigError, GatewayConfig, default_config, load_config
 from ._server import run
+from .governance import check_workers
 
 __all__ = ["main"]
 
@@ -27,15 +29,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", "-p", type=int, help="port (default: server.port, 8000)")
     serve.add_argument("--workers", "-w", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_admin_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
     try:
         config: GatewayConfig = load_config(args.config) if args.config else default_config()
+        check_workers(config, args.workers)
     except ConfigError as exc:
         print(f"aifetch: config error: {exc}", file=sys.stderr)
         return 2

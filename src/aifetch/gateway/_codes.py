@@ -84,6 +84,29 @@ HEADER_TOO_LARGE = _spec(
 # Logged as 499 (nginx's "client closed request"); a caller that is gone gets no answer.
 CLIENT_CLOSED = _spec("client_closed", 499, "the caller went away before the answer")
 
+# ---------------------------------------------------------------- limits and budgets
+
+RATE_LIMITED_REQUESTS = _spec(
+    "rate_limit_exceeded", 429, "over a caller's rpm or max_streams", type="requests"
+)
+RATE_LIMITED_TOKENS = _spec("rate_limit_exceeded", 429, "over a caller's tpm", type="tokens")
+INSUFFICIENT_QUOTA = _spec(
+    "insufficient_quota",
+    429,
+    "the caller's budget for the day or month is spent",
+    type="insufficient_quota",
+)
+STATE_UNAVAILABLE = _spec(
+    "state_unavailable",
+    503,
+    "the shared state store (Redis) is unreachable and on_state_error is closed",
+    type="server_error",
+)
+# The admin API (/admin/keys).
+INVALID_KEY_REQUEST = _spec("invalid_key_request", 400, "admin API: a key request is invalid")
+KEY_NOT_FOUND = _spec("key_not_found", 404, "admin API: no active key has this name")
+KEY_EXISTS = _spec("key_exists", 409, "admin API: an active key has this name already")
+
 # ---------------------------------------------------------------- the gateway
 
 INTERNAL = _spec("internal_error", 500, "a bug in the gateway or in a pipe (details in the log)")

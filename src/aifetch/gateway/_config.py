@@ -19,6 +19,15 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from .governance._config import (
+    AdminConfig,
+    GovernanceConfig,
+    KeysConfig,
+    LimitConfig,
+    PriceConfig,
+    check_governance,
+)
+
 __all__ = [
     "CallerConfig",
     "ConfigError",
@@ -100,6 +109,8 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     # On caller disconnect: cancel the upstream call at once, or read it to the end so
     # that its usage is recorded.
     on_disconnect: Literal["cancel", "drain"] = "cancel"
+    # USD per million tokens, for budgets and the ledger's cost column.
+    price: PriceConfig | None = None
 
 
 class CallerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -107,6 +118,9 @@ class CallerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     key: str
     # Public model names this caller may use; ``["*"]`` for all.
     models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    limits: LimitConfig | None = None
+    # Public model name → limits for this caller on that model (on top of ``limits``).
+    model_limits: dict[str, LimitConfig] = {}
 
 
 # What the official OpenAI and Anthropic SDKs send from a browser, besides the key.
@@ -167,6 +181,13 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     limits: LimitsConfig = LimitsConfig()
     server: ServerConfig = ServerConfig()
     pipes: list[PipeConfig] = []
+    # Governance (docs/GATEWAY.md, "Keys, limits, budgets and the ledger").
+    state: str = "memory"
+    on_state_error: Literal["open", "closed"] = "open"
+    ledger: str | None = None
+    admin: AdminConfig | None = None
+    keys: KeysConfig | None = None
+    governance: GovernanceConfig = GovernanceConfig()
 
 
 def default_config() -> GatewayConfig:
@@ -301,6 +322,7 @@ def _check(config: GatewayConfig) -> None:
     for i, pipe in enumerate(config.pipes):
         if pipe.use.count(":") != 1 or not all(pipe.use.split(":")):
             raise ConfigError(f"pipes[{i}].use: expected 'module:attr', got {pipe.use!r}")
+    check_governance(config)
 
 
 def _check_upstream(path: str, upstream: UpstreamConfig) -> None:

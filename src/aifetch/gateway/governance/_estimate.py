@@ -1,0 +1,38 @@
+"""What admission reserves for a call, from the request alone (no tokenizer on the hot
+path): the body's size for the prompt and ``max_tokens`` for the answer.
+
+About four bytes of English JSON make a token (OpenAI's rule of thumb, "What are
+tokens"), and the JSON framing around the messages only adds bytes, so ``bytes / 4``
+over-reserves the prompt a little; the real count settles it. The answer reserves
+``max_completion_tokens`` (or ``max_tokens``) per choice, or a default when the caller
+sets none.
+"""
+
+from __future__ import annotations
+
+from ._types import Estimate
+
+__all__ = ["BYTES_PER_TOKEN", "estimate_request"]
+
+BYTES_PER_TOKEN = 4
+
+
+def estimate_request(
+    body_bytes: int,
+    *,
+    max_tokens: int | None,
+    n: int | None = None,
+    default_output_tokens: int = 1024,
+    embeddings: bool = False,
+) -> Estimate:
+    """The estimate for a request of ``body_bytes`` bytes.
+
+    ``max_tokens``: the request's ``max_completion_tokens`` if set, else its
+    ``max_tokens`` (None when neither is). ``embeddings``: the call produces no output
+    tokens.
+    """
+    prompt = -(-body_bytes // BYTES_PER_TOKEN)  # ceiling division
+    if embeddings:
+        return Estimate(prompt, 0)
+    per_choice = default_output_tokens if max_tokens is None else max_tokens
+    return Estimate(prompt, per_choice * max(n or 1, 1))
