@@ -6,6 +6,7 @@ the server every other network test relies on.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import json
@@ -701,3 +702,31 @@ def test_behaviour_error_is_kept_and_resets_connection(
         client.read_to_end()
     assert [str(e) for e in upstream.errors] == ["behaviour bug"]
     assert "behaviour bug" in capsys.readouterr().err
+
+
+def _defined_names(module: Any) -> set[str]:
+    """The public names a module defines at its top level (not those it imports)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return {n for n in names if not n.startswith("_")}
+
+
+def test_the_front_door_exports_every_part() -> None:
+    """``fake_upstream`` re-exports both parts, so an import from it works whichever part
+    a name lives in; only the server machinery the front door runs on stays inside."""
+    from tests.support import fake_behaviours, fake_http, fake_upstream
+
+    exported = fake_upstream.__all__
+    assert len(exported) == len(set(exported))
+    for part in (fake_http, fake_behaviours):
+        for name in part.__all__:
+            assert getattr(fake_upstream, name) is getattr(part, name), name
+    assert _defined_names(fake_behaviours) == set(fake_behaviours.__all__)
+    machinery = {"ServerState", "listen", "close_all", "header_list"}
+    assert _defined_names(fake_http) == set(fake_http.__all__) | machinery
+    assert _defined_names(fake_upstream) <= set(exported)

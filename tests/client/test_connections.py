@@ -135,6 +135,7 @@ def _one(client: Any, url: str, i: int) -> str:
     raise AssertionError("an aborted body went on reading")
 
 
+@pytest.mark.slow  # 4-9 s a flavour
 def test_ten_thousand_requests_half_aborted_mid_body_leak_nothing(
     make_client: Any, upstream: FakeUpstream
 ) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import pytest
 
 from aifetch.gateway import GatewayConfig
 from tests.gateway.conftest import RunningGateway, config_for
@@ -90,6 +91,7 @@ def test_a_request_sent_slowly_but_finished_in_time_is_served(
     assert len(fake.requests) == 1
 
 
+@pytest.mark.slow  # ~5.6 s: two 1.2 s answers (over twice the deadline), each then 1 s idle
 def test_answers_and_idle_connections_outlast_the_deadline(serve: Serve) -> None:
     # The mock streams 8 chunks 0.15 s apart: the answer takes over twice the deadline.
     config = config_for(

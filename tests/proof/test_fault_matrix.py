@@ -141,39 +141,64 @@ def events_of(stream: ChatStream, count: int | None = None) -> Callable[[Recorde
     return lambda request: b"".join(stream.events(request)[:count])
 
 
-def _endless_prefix(request: RecordedRequest) -> bytes:
+def _endless(request: RecordedRequest) -> bytes:
     """Marks the never-ending cell: how many events it sent before the deadline is only
     known from the answer, so ``_check_endless`` checks the relayed part's shape."""
     return b""
+
+
+Script = tuple[tuple[Behaviour, int], ...]  # the upstream's answers in turn, each n times
+Relayed = Callable[[RecordedRequest], bytes] | None
 
 
 @dataclass(frozen=True)
 class Fault:
     """One upstream-fault cell and what must come of it."""
 
-    id: str
-    stream: bool
-    script: tuple[tuple[Behaviour, int], ...]
+    id: str  # "<fault>/stream" or "<fault>/plain": the kind of call the caller makes
+    script: Script
     status: int  # what the caller's HTTP status must be
     code: str | None  # the error code (body or final event); None for a full answer
     # The upstream bytes the caller must receive, exactly (a stream's relayed part or a
     # whole non-stream body); None when an error body stands in for them.
-    relayed: Callable[[RecordedRequest], bytes] | None
+    relayed: Relayed = None
     model: str = "gpt"
     retries: int = 0
     min_seconds: float = 0.0  # a wait the gateway had to honour (Retry-After, a timeout)
+
+    def __post_init__(self) -> None:
+        assert self.id.endswith(("/stream", "/plain")), self.id
+
+    @property
+    def stream(self) -> bool:
+        return self.id.endswith("/stream")
 
     @property
     def requests(self) -> int:
         return sum(times for _, times in self.script)
 
 
-def _storm(status: int, times: int) -> tuple[Behaviour, int]:
-    if status == 429:
-        return status_storm(429, retry_after=RETRY_AFTER), times
-    return server_error(status), times
+def once(
+    name: str,
+    upstream: Behaviour,
+    status: int,
+    code: str | None,
+    relayed: Relayed = None,
+    *,
+    model: str = "gpt",
+    wait: float = 0.0,
+) -> Fault:
+    """A cell in which the upstream answers once (models ``gpt`` and ``gpt-total`` make
+    one attempt)."""
+    return Fault(name, ((upstream, 1),), status, code, relayed, model, min_seconds=wait)
 
 
+def both(name: str, upstream: Behaviour, status: int, code: str) -> list[Fault]:
+    """The same fault with the same outcome for a stream and for a plain call."""
+    return [once(f"{name}/{kind}", upstream, status, code) for kind in ("stream", "plain")]
+
+
+ATTEMPTS = 3  # model ``gpt-retry``
 _UPSTREAM_429 = wire.dumps(
     wire.error_body(
         "fake upstream status 429", type="rate_limit_exceeded", code="rate_limit_exceeded"
@@ -182,6 +207,39 @@ _UPSTREAM_429 = wire.dumps(
 _UPSTREAM_503 = wire.dumps(
     wire.error_body("fake upstream status 503", type="server_error", code="server_error")
 )
+# What a storm that outlasts the attempts ends in: the upstream's last answer as it was
+# sent, and the code in its body.
+_PASSED_ON = {429: (_UPSTREAM_429, "rate_limit_exceeded"), 503: (_UPSTREAM_503, "server_error")}
+
+
+def storm(status: int, times: int) -> list[Fault]:
+    """``times`` answers of ``status`` in a row to model ``gpt-retry``, for a stream and for
+    a plain call: retried while attempts last (after the upstream's ``Retry-After`` on a
+    429), then the last one is passed on as it came."""
+    retries = min(times, ATTEMPTS - 1)  # a failed try is retried while attempts are left
+    if status == 429:  # every retry waits the upstream's Retry-After
+        burst = status_storm(429, retry_after=RETRY_AFTER), times
+        wait = retries * float(RETRY_AFTER)
+    else:
+        burst, wait = (server_error(status), times), 0.0
+    kind = "429-storm" if status == 429 else "5xx-burst"
+    name = f"{kind}-{'shorter' if times < ATTEMPTS else 'longer'}-than-retries"
+
+    def make(mode: str, script: Script, outcome: tuple[int, str | None, Relayed]) -> Fault:
+        return Fault(f"{name}/{mode}", script, *outcome, "gpt-retry", retries, wait)
+
+    if times < ATTEMPTS:  # the answer after the burst comes through whole
+        return [
+            make("stream", (burst, (FIVE, 1)), (200, None, events_of(FIVE))),
+            make("plain", (burst, (JSON_OK, 1)), (200, None, _completion)),
+        ]
+    body, code = _PASSED_ON[status]
+    passed_on = (status, code, lambda _: body)
+    return [make(mode, (burst,), passed_on) for mode in ("stream", "plain")]
+
+
+def _completion(request: RecordedRequest) -> bytes:
+    return COMPLETION
 
 
 # A pause between bytes so each one is its own write on the wire, not coalesced.
@@ -190,255 +248,53 @@ TRICKLE = trickle(delay_per_byte=BYTE_GAP)
 JSON_TRICKLE = trickle(COMPLETION, BYTE_GAP, content_type="application/json")
 
 
-# A 4 MiB data line after the first content event: under the SSE block bound (16 MiB),
-# so it must arrive whole.
-_BIG_EVENT = b"data: " + b"x" * (4 * 1024 * 1024) + b"\n\n"
-
-
 def _big_after_content() -> ChatStream:
+    """A 4 MiB data line after the first content event: under the SSE block bound
+    (16 MiB), so it must arrive whole."""
+    big = b"data: " + b"x" * (4 * 1024 * 1024) + b"\n\n"
     head = FIVE.events(RecordedRequest("POST", "/", "/", "HTTP/1.1", [], b"{}", 0, 0.0))
-    return chat_stream([*head[:2], _BIG_EVENT, *head[2:-1]])
+    return chat_stream([*head[:2], big, *head[2:-1]])
 
 
+HUGE_LATE = _big_after_content()
+LATE_ERROR = error_event(before_content=False)
+BAD_JSON = invalid_json_event()
+ENDLESS = endless_stream(0.02)
+UNREACHABLE, RESET, TIMEOUT = "upstream_unreachable", "upstream_reset", "upstream_timeout"
+ERROR_EVENT, NO_CONTENT = "upstream_error_event", "upstream_no_content"
+
+# One row a cell (``both``: two), read as: the cell, the upstream's answer, the caller's
+# status, the error code, the upstream bytes the caller must get exactly, the wait.
 FAULTS = [
     # -- the upstream never answers properly: nothing was relayed, so a clean HTTP error.
-    Fault("refuse/stream", True, ((refuse(), 1),), 502, "upstream_unreachable", None),
-    Fault("refuse/plain", False, ((refuse(), 1),), 502, "upstream_unreachable", None),
-    Fault(
-        "reset-before-headers/stream",
-        True,
-        ((reset_before_headers(), 1),),
-        502,
-        "upstream_unreachable",
-        None,
-    ),
-    Fault(
-        "reset-before-headers/plain",
-        False,
-        ((reset_before_headers(), 1),),
-        502,
-        "upstream_unreachable",
-        None,
-    ),
-    Fault(
-        "reset-after-headers/stream",
-        True,
-        ((reset_after_headers(), 1),),
-        502,
-        "upstream_reset",
-        None,
-    ),
-    Fault(
-        "reset-after-headers/plain",
-        False,
-        ((reset_after_headers(), 1),),
-        502,
-        "upstream_reset",
-        None,
-    ),
-    Fault(
-        "slow-first-byte/stream",
-        True,
-        ((slow_first_byte(HANG), 1),),
-        504,
-        "upstream_timeout",
-        None,
-        min_seconds=FIRST_BYTE,
-    ),
-    Fault(
-        "slow-first-byte/plain",
-        False,
-        ((slow_first_byte(HANG, JSON_OK), 1),),
-        504,
-        "upstream_timeout",
-        None,
-        min_seconds=FIRST_BYTE,
-    ),
-    Fault(
-        "stall-before-content/stream",
-        True,
-        ((stall(after_events=1), 1),),
-        504,
-        "upstream_timeout",
-        None,
-        min_seconds=IDLE,
-    ),
-    Fault(
-        "stall-mid-body/plain",
-        False,
-        ((stall(after_events=1), 1),),
-        504,
-        "upstream_timeout",
-        None,
-        min_seconds=IDLE,
-    ),
-    Fault(
-        "error-event-before-content/stream",
-        True,
-        ((error_event(before_content=True), 1),),
-        502,
-        "upstream_error_event",
-        None,
-    ),
-    Fault(
-        "huge-line-before-content/stream",
-        True,
-        ((huge_line(2 * 1024 * 1024), 1),),
-        502,
-        "upstream_no_content",
-        None,
-    ),
+    *both("refuse", refuse(), 502, UNREACHABLE),
+    *both("reset-before-headers", reset_before_headers(), 502, UNREACHABLE),
+    *both("reset-after-headers", reset_after_headers(), 502, RESET),
+    once("slow-first-byte/stream", slow_first_byte(HANG), 504, TIMEOUT, wait=FIRST_BYTE),
+    once("slow-first-byte/plain", slow_first_byte(HANG, JSON_OK), 504, TIMEOUT, wait=FIRST_BYTE),
+    once("stall-before-content/stream", stall(after_events=1), 504, TIMEOUT, wait=IDLE),
+    once("stall-mid-body/plain", stall(after_events=1), 504, TIMEOUT, wait=IDLE),
+    once("error-event-before-content/stream", error_event(before_content=True), 502, ERROR_EVENT),
+    once("huge-line-before-content/stream", huge_line(2 * 1024 * 1024), 502, NO_CONTENT),
     # -- failures after the commit point: the relayed bytes, then an error event, no [DONE].
-    Fault(
-        "reset-mid-stream/stream",
-        True,
-        ((reset_mid_stream(3, FIVE), 1),),
-        200,
-        "upstream_reset",
-        events_of(FIVE, 3),
+    once("reset-mid-stream/stream", reset_mid_stream(3, FIVE), 200, RESET, events_of(FIVE, 3)),
+    once("reset-mid-body/plain", reset_mid_stream(3, FIVE), 502, RESET),
+    once("stall-mid-stream/stream", stall(3, FIVE), 200, TIMEOUT, events_of(FIVE, 3), wait=IDLE),
+    once(
+        "error-event-after-content/stream", LATE_ERROR, 200, ERROR_EVENT, events_of(LATE_ERROR, 2)
     ),
-    Fault(
-        "reset-mid-body/plain",
-        False,
-        ((reset_mid_stream(3, FIVE), 1),),
-        502,
-        "upstream_reset",
-        None,
-    ),
-    Fault(
-        "stall-mid-stream/stream",
-        True,
-        ((stall(3, FIVE), 1),),
-        200,
-        "upstream_timeout",
-        events_of(FIVE, 3),
-        min_seconds=IDLE,
-    ),
-    Fault(
-        "error-event-after-content/stream",
-        True,
-        ((error_event(before_content=False), 1),),
-        200,
-        "upstream_error_event",
-        events_of(error_event(before_content=False), 2),
-    ),
-    Fault(
-        "endless-stream/stream",
-        True,
-        ((endless_stream(0.02), 1),),
-        200,
-        "upstream_timeout",
-        _endless_prefix,
-        model="gpt-total",
-        min_seconds=TOTAL,
-    ),
+    once("endless-stream/stream", ENDLESS, 200, TIMEOUT, _endless, model="gpt-total", wait=TOTAL),
     # -- harmless faults: the whole answer, byte for byte.
-    Fault("trickle/stream", True, ((TRICKLE, 1),), 200, None, lambda _: TRICKLE.body),
-    Fault("trickle/plain", False, ((JSON_TRICKLE, 1),), 200, None, lambda _: COMPLETION),
-    Fault(
-        "malformed-sse/stream", True, ((malformed_sse(), 1),), 200, None, lambda _: MALFORMED_SSE
-    ),
-    Fault(
-        "invalid-json-event/stream",
-        True,
-        ((invalid_json_event(), 1),),
-        200,
-        None,
-        events_of(invalid_json_event()),
-    ),
-    Fault(
-        "huge-line-after-content/stream",
-        True,
-        ((_big_after_content(), 1),),
-        200,
-        None,
-        events_of(_big_after_content()),
-    ),
+    once("trickle/stream", TRICKLE, 200, None, lambda _: TRICKLE.body),
+    once("trickle/plain", JSON_TRICKLE, 200, None, _completion),
+    once("malformed-sse/stream", malformed_sse(), 200, None, lambda _: MALFORMED_SSE),
+    once("invalid-json-event/stream", BAD_JSON, 200, None, events_of(BAD_JSON)),
+    once("huge-line-after-content/stream", HUGE_LATE, 200, None, events_of(HUGE_LATE)),
     # -- storms: retried with the server's wait while attempts last, then passed on.
-    Fault(
-        "429-storm-shorter-than-retries/stream",
-        True,
-        (_storm(429, 2), (FIVE, 1)),
-        200,
-        None,
-        events_of(FIVE),
-        model="gpt-retry",
-        retries=2,
-        min_seconds=2 * float(RETRY_AFTER),
-    ),
-    Fault(
-        "429-storm-shorter-than-retries/plain",
-        False,
-        (_storm(429, 2), (JSON_OK, 1)),
-        200,
-        None,
-        lambda _: COMPLETION,
-        model="gpt-retry",
-        retries=2,
-        min_seconds=2 * float(RETRY_AFTER),
-    ),
-    Fault(
-        "429-storm-longer-than-retries/stream",
-        True,
-        (_storm(429, 3),),
-        429,
-        "rate_limit_exceeded",
-        lambda _: _UPSTREAM_429,
-        model="gpt-retry",
-        retries=2,
-        min_seconds=2 * float(RETRY_AFTER),
-    ),
-    Fault(
-        "429-storm-longer-than-retries/plain",
-        False,
-        (_storm(429, 3),),
-        429,
-        "rate_limit_exceeded",
-        lambda _: _UPSTREAM_429,
-        model="gpt-retry",
-        retries=2,
-        min_seconds=2 * float(RETRY_AFTER),
-    ),
-    Fault(
-        "5xx-burst-shorter-than-retries/stream",
-        True,
-        (_storm(503, 2), (FIVE, 1)),
-        200,
-        None,
-        events_of(FIVE),
-        model="gpt-retry",
-        retries=2,
-    ),
-    Fault(
-        "5xx-burst-shorter-than-retries/plain",
-        False,
-        (_storm(503, 2), (JSON_OK, 1)),
-        200,
-        None,
-        lambda _: COMPLETION,
-        model="gpt-retry",
-        retries=2,
-    ),
-    Fault(
-        "5xx-burst-longer-than-retries/stream",
-        True,
-        (_storm(503, 3),),
-        503,
-        "server_error",
-        lambda _: _UPSTREAM_503,
-        model="gpt-retry",
-        retries=2,
-    ),
-    Fault(
-        "5xx-burst-longer-than-retries/plain",
-        False,
-        (_storm(503, 3),),
-        503,
-        "server_error",
-        lambda _: _UPSTREAM_503,
-        model="gpt-retry",
-        retries=2,
-    ),
+    *storm(429, times=2),
+    *storm(429, times=3),
+    *storm(503, times=2),
+    *storm(503, times=3),
 ]
 
 
@@ -446,7 +302,7 @@ def _check_stream(fault: Fault, answer: Answer, request: RecordedRequest) -> Non
     assert answer.headers["content-type"].startswith("text/event-stream")
     assert answer.complete, "the gateway's response framing must end properly"
     relayed, error = split_error(answer.body)
-    if fault.relayed is _endless_prefix:
+    if fault.relayed is _endless:
         _check_endless(relayed)
     else:
         assert fault.relayed is not None

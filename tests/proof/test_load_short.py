@@ -17,6 +17,8 @@ from ._load_support import RunReport, Services, measured_run, raise_fd_limit, se
 STREAMS = 200
 MB = 1024 * 1024
 
+pytestmark = pytest.mark.slow  # ~20 s: a 10 s run of 200 streams, with start-up and settling
+
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
