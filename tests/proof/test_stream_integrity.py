@@ -53,6 +53,12 @@ def gateway(fake: FakeUpstream) -> Iterator[RunningGateway]:
         yield running
 
 
+@pytest.fixture
+def sdk(gateway: RunningGateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0) as client:
+        yield client
+
+
 def _events(gateway: RunningGateway, **body: object) -> tuple[int, bytes, list[ServerSentEvent]]:
     request = {"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     with httpx.stream("POST", gateway.url + CHAT, json={**request, **body}, timeout=10) as resp:
@@ -115,11 +121,10 @@ def test_an_unterminated_last_block_never_fuses_with_the_error_event(
 
 
 def test_the_official_sdk_raises_the_api_error_on_a_cut(
-    fake: FakeUpstream, gateway: RunningGateway
+    fake: FakeUpstream, sdk: openai.OpenAI
 ) -> None:
     fake.enqueue(_Cut(ROLE + _chunk("first") + LAST[:10]))
-    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
-    stream = client.chat.completions.create(
+    stream = sdk.chat.completions.create(
         model="gpt", messages=[{"role": "user", "content": "x"}], stream=True
     )
     with pytest.raises(openai.APIError) as info:
@@ -194,17 +199,16 @@ def test_null_usage_is_stripped_however_it_is_spelt(
 )
 def test_upstream_errors_in_other_shapes_reach_the_sdk_as_openai_errors(
     fake: FakeUpstream,
-    gateway: RunningGateway,
+    sdk: openai.OpenAI,
     status: int,
     body: bytes,
     ctype: str,
     message: str,
 ) -> None:
-    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
     for stream in (False, True):
         fake.enqueue(respond(status, body, {"content-type": ctype}))
         with pytest.raises(openai.APIStatusError) as info:
-            client.chat.completions.create(
+            sdk.chat.completions.create(
                 model="gpt", messages=[{"role": "user", "content": "x"}], stream=stream
             )
         assert info.value.status_code == status
@@ -212,10 +216,7 @@ def test_upstream_errors_in_other_shapes_reach_the_sdk_as_openai_errors(
         assert message in info.value.message
 
 
-def test_the_upstream_request_id_reaches_the_caller(
-    fake: FakeUpstream, gateway: RunningGateway
-) -> None:
-    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+def test_the_upstream_request_id_reaches_the_caller(fake: FakeUpstream, sdk: openai.OpenAI) -> None:
     for stream in (False, True):
         fake.enqueue(
             respond(
@@ -226,7 +227,7 @@ def test_the_upstream_request_id_reaches_the_caller(
             if not stream
             else _WithHeaders(ROLE + _chunk("hi") + STOP + wire.SSE_DONE, "req_stream")
         )
-        raw = client.chat.completions.with_raw_response.create(
+        raw = sdk.chat.completions.with_raw_response.create(
             model="gpt", messages=[{"role": "user", "content": "x"}], stream=stream
         )
         assert raw.headers["x-request-id"] == ("req_stream" if stream else "req_plain")

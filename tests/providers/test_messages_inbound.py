@@ -319,11 +319,13 @@ def test_openai_streams_become_valid_anthropic_streams_at_every_split(case: fx.C
 @pytest.fixture(scope="module")
 def serve() -> Iterator[Any]:
     """Serve given event-stream bytes at /v1/messages for the anthropic SDK to read."""
-    with FakeUpstream() as up:
+    with (
+        FakeUpstream() as up,
+        anthropic.Anthropic(base_url=up.url, api_key="test-key", max_retries=0) as client,
+    ):
 
         def stream_of(output: bytes) -> Any:
             up.enqueue(Transcript(output))
-            client = anthropic.Anthropic(base_url=up.url, api_key="test-key", max_retries=0)
             return client.messages.stream(
                 model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "x"}]
             )

@@ -44,33 +44,33 @@ def upstream() -> Iterator[FakeUpstream]:
 
 def read_with_openai(up: FakeUpstream, output: bytes) -> dict[str, Any]:
     up.enqueue(chat_stream(chunks=[output], done=False))
-    client = openai.OpenAI(base_url=up.url, api_key="test", max_retries=0)
-    text, reasoning, finish = [], [], None
-    calls: dict[int, dict[str, str]] = {}
-    usage = None
-    stream = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "x"}], stream=True
-    )
-    for chunk in stream:
-        usage = chunk.usage or usage
-        for choice in chunk.choices:
-            delta = choice.delta
-            text.append(delta.content or "")
-            reasoning.append(getattr(delta, "reasoning_content", None) or "")
-            for call in delta.tool_calls or ():
-                entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                entry["id"] += call.id or ""
-                if call.function is not None:
-                    entry["name"] += call.function.name or ""
-                    entry["arguments"] += call.function.arguments or ""
-            finish = choice.finish_reason or finish
-    return {
-        "text": "".join(text),
-        "reasoning": "".join(reasoning),
-        "calls": [calls[i] for i in sorted(calls)],
-        "finish": finish,
-        "usage": None if usage is None else (usage.prompt_tokens, usage.completion_tokens),
-    }
+    with openai.OpenAI(base_url=up.url, api_key="test", max_retries=0) as client:
+        text, reasoning, finish = [], [], None
+        calls: dict[int, dict[str, str]] = {}
+        usage = None
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        for chunk in stream:
+            usage = chunk.usage or usage
+            for choice in chunk.choices:
+                delta = choice.delta
+                text.append(delta.content or "")
+                reasoning.append(getattr(delta, "reasoning_content", None) or "")
+                for call in delta.tool_calls or ():
+                    entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                    entry["id"] += call.id or ""
+                    if call.function is not None:
+                        entry["name"] += call.function.name or ""
+                        entry["arguments"] += call.function.arguments or ""
+                finish = choice.finish_reason or finish
+        return {
+            "text": "".join(text),
+            "reasoning": "".join(reasoning),
+            "calls": [calls[i] for i in sorted(calls)],
+            "finish": finish,
+            "usage": None if usage is None else (usage.prompt_tokens, usage.completion_tokens),
+        }
 
 
 def read_with_aifetch(output: bytes) -> dict[str, Any]:

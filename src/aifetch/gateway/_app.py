@@ -14,6 +14,7 @@ import logging
 from . import _codes as codes
 from ._accesslog import AccessLog
 from ._auth import Authenticator, Gate
+from ._body import ReadBody
 from ._call import MODEL_ROUTES
 from ._config import GatewayConfig
 from ._context import Handler, Receive, RequestContext, Scope, Send, Stage, stages
@@ -50,8 +51,9 @@ class GatewayApp:
         self.config = config
         self.metrics = Metrics()
         secrets = configured_secrets(config)
+        shared = len(config.callers) > 1
         self.upstreams = {
-            name: Upstream(name, cfg, secrets) for name, cfg in config.upstreams.items()
+            name: Upstream(name, cfg, secrets, shared) for name, cfg in config.upstreams.items()
         }
         self.auth = Authenticator(config.callers)
         self.flights = Flights()
@@ -67,13 +69,15 @@ class GatewayApp:
         """Each route, with the stages of its own."""
         config = self.config
         model_call = stages(
-            Gate(self.auth), end=ModelCall(config, chain, self.metrics, self.flights)
+            Gate(self.auth),
+            ReadBody(config.limits, self.flights),
+            end=ModelCall(config, chain, self.metrics, self.flights),
         )
         routes = {path: Route("POST", model_call) for path in MODEL_ROUTES}
         model_list = stages(Gate(self.auth), end=ModelList(list(config.models)))
         routes["/v1/models"] = Route("GET", model_list)
         routes["/healthz"] = Route("GET", Health(self.flights))
-        routes["/metrics"] = Route("GET", MetricsPage(self.metrics))
+        routes["/metrics"] = Route("GET", MetricsPage(self.metrics, config.server.metrics_key))
         for path in static_paths(config.server.playground):  # /aifetch.js, the playground
             routes[path] = Route("GET", StaticFile(path))
         return routes

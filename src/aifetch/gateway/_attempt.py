@@ -19,6 +19,7 @@ from aifetch._retry_timing import DEFAULT_RETRY_STATUSES, server_wait
 from . import _codes as codes
 from ._call import MODEL_ROUTES, Call, Reply
 from ._commit import open_stream
+from ._context import RequestContext
 from ._errors import GatewayError
 from ._failure import Failure
 from ._flight import Flight
@@ -35,50 +36,76 @@ _MAX_ERROR_BODY = 256 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 
 
-async def attempt(upstream: Upstream, call: Call, body: bytes, flight: Flight) -> Reply | Failure:
+async def attempt(
+    upstream: Upstream, call: Call, body: bytes, ctx: RequestContext
+) -> Reply | Failure:
     """Send ``body`` (``call``'s, as this target must receive it) to ``upstream``; a stream
-    is read to its commit point."""
+    is read to its commit point. The call holds one of the upstream's slots meanwhile, and
+    a committed stream keeps it until it is closed. (One function, not two: a coroutine
+    frame per call costs more than the code in it; docs/ARCHITECTURE.md.)"""
+    flight = ctx.flight
+    assert flight is not None
     if flight.reason is not None:
         raise stopped(flight)
+    caller = ctx.caller_name or ""
+    slot = upstream.slots.try_take(caller)
+    if slot is None:
+        slot = await upstream.slots.take(caller, upstream.pool_wait, flight.signal)
+        if slot is None:
+            return _busy(upstream)
     try:
-        resp = await upstream.client.fetch(
-            upstream.url(MODEL_ROUTES[call.route]),
-            method="POST",
-            body=body,
-            headers=upstream.headers,
-            signal=flight.signal,
-        )
-    except aifetch.AbortError:
-        raise stopped(flight) from None
-    except aifetch.TimeoutError as exc:
-        return _timed_out(upstream, exc)
-    except aifetch.RedirectError:
-        message = f"upstream '{upstream.name}' answered with a redirect"
-        return Failure(codes.UPSTREAM_REDIRECT, message, retryable=False)
-    except (aifetch.NetworkError, OSError):
-        message = f"upstream '{upstream.name}' could not be reached"
-        return Failure(codes.UPSTREAM_UNREACHABLE, message)
-    if resp.status >= 300:
-        return await _failed_status(upstream, resp)
-    ctype = resp.headers.get("content-type") or ""
-    try:
-        if call.stream and ctype.startswith("text/event-stream"):
-            return await open_stream(upstream, resp, ctype)
-        content = upstream.secrets.scrub(await resp.bytes(limit=_MAX_BODY))
-    except aifetch.AbortError:
-        await resp.aclose()
-        raise stopped(flight) from None
-    except aifetch.TimeoutError as exc:
-        await resp.aclose()
-        return _timed_out(upstream, exc)
-    except aifetch.BodyTooLargeError:
-        await resp.aclose()
-        message = f"upstream '{upstream.name}' sent a body over {_MAX_BODY} bytes"
-        return Failure(codes.UPSTREAM_TOO_LARGE, message, retryable=False)
-    except (aifetch.NetworkError, aifetch.SSEError, OSError):
-        await resp.aclose()
-        return Failure(codes.UPSTREAM_RESET, f"upstream '{upstream.name}' broke the connection")
-    return Reply(resp.status, answer_headers(resp, ctype or "application/json"), content)
+        try:
+            resp = await upstream.client.fetch(
+                upstream.url(MODEL_ROUTES[call.route]),
+                method="POST",
+                body=body,
+                headers=upstream.headers,
+                signal=flight.signal,
+            )
+        except aifetch.AbortError:
+            raise stopped(flight) from None
+        except aifetch.TimeoutError as exc:
+            return _timed_out(upstream, exc)
+        except aifetch.RedirectError:
+            message = f"upstream '{upstream.name}' answered with a redirect"
+            return Failure(codes.UPSTREAM_REDIRECT, message, retryable=False)
+        except (aifetch.NetworkError, OSError):
+            message = f"upstream '{upstream.name}' could not be reached"
+            return Failure(codes.UPSTREAM_UNREACHABLE, message)
+        if resp.status >= 300:
+            return await _failed_status(upstream, resp)
+        ctype = resp.headers.get("content-type") or ""
+        try:
+            if call.stream and ctype.startswith("text/event-stream"):
+                opened = await open_stream(upstream, resp, ctype)
+                if isinstance(opened, Reply) and opened.source is not None:
+                    opened.source.slot, slot = slot, None  # the stream gives it back
+                return opened
+            content = upstream.secrets.scrub(await resp.bytes(limit=_MAX_BODY))
+        except aifetch.AbortError:
+            await resp.aclose()
+            raise stopped(flight) from None
+        except aifetch.TimeoutError as exc:
+            await resp.aclose()
+            return _timed_out(upstream, exc)
+        except aifetch.BodyTooLargeError:
+            await resp.aclose()
+            message = f"upstream '{upstream.name}' sent a body over {_MAX_BODY} bytes"
+            return Failure(codes.UPSTREAM_TOO_LARGE, message, retryable=False)
+        except (aifetch.NetworkError, aifetch.SSEError, OSError):
+            await resp.aclose()
+            message = f"upstream '{upstream.name}' broke the connection"
+            return Failure(codes.UPSTREAM_RESET, message)
+        return Reply(resp.status, answer_headers(resp, ctype or "application/json"), content)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def _busy(upstream: Upstream) -> Failure:
+    # Not retried on the same upstream (it is as busy a moment later): the next target is.
+    message = f"upstream '{upstream.name}' has no connection free (timeout.pool)"
+    return Failure(codes.UPSTREAM_BUSY, message, retryable=False, headers=[("retry-after", "1")])
 
 
 async def _error_body(upstream: Upstream, resp: aifetch.AsyncResponse) -> bytes:

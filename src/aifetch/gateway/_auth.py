@@ -19,7 +19,7 @@ from ._config import CallerConfig, is_loopback_host
 from ._context import Handler, RequestContext
 from ._errors import GatewayError
 
-__all__ = ["Authenticator", "Caller", "Gate"]
+__all__ = ["Authenticator", "Caller", "Gate", "bearer_token"]
 
 
 class Caller:
@@ -47,6 +47,16 @@ def _missing() -> GatewayError:
 
 def _wrong() -> GatewayError:
     return codes.INVALID_API_KEY("Incorrect API key provided.")
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The token of ``Authorization: Bearer <token>``, if any."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+    return None
 
 
 class Authenticator:

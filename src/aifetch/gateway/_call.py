@@ -11,6 +11,7 @@ import msgspec
 
 from ._parse import RoutingFields, decode_fields
 from ._secrets import Secrets
+from ._slots import Slot
 
 if TYPE_CHECKING:
     import aifetch
@@ -130,6 +131,14 @@ class StreamSource:
     held: list[bytes]
     # The configured secrets, scrubbed from every byte relayed.
     secrets: Secrets = field(default_factory=lambda: Secrets(()))
+    # The upstream's connection slot this stream holds until it is closed.
+    slot: Slot | None = None
+
+    async def close(self) -> None:
+        """Close the upstream response and give its slot back (idempotent)."""
+        await self.response.aclose()
+        if self.slot is not None:
+            self.slot.release()
 
 
 @dataclass(slots=True)

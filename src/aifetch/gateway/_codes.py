@@ -58,6 +58,11 @@ INVALID_FIELD = _spec(None, 400, "a routing field has the wrong type or is out o
 MISSING_API_KEY = _spec("missing_api_key", 401, "no gateway key was sent")
 INVALID_API_KEY = _spec("invalid_api_key", 401, "the gateway key is not one of the callers'")
 MODEL_NOT_ALLOWED = _spec("model_not_allowed", 403, "the caller's key may not use this model")
+METRICS_FORBIDDEN = _spec(
+    "metrics_forbidden",
+    403,
+    "/metrics without server.metrics_key, from another machine or through a proxy",
+)
 LOOPBACK_ONLY = _spec(
     "loopback_only", 403, "no callers are configured and the client is not on this machine"
 )
@@ -116,6 +121,9 @@ PIPE_ERROR = _spec(
     "a gateway pipe broke a rule (a stream for a non-stream call, a call to no route)",
 )
 SHUTTING_DOWN = _spec("shutting_down", 503, "the gateway is shutting down")
+SERVER_BUSY = _spec(
+    "server_busy", 503, "the request bodies held at once reached limits.max_buffered_body_bytes"
+)
 
 # ---------------------------------------------------------------- the upstreams
 
@@ -140,6 +148,12 @@ UPSTREAM_NO_CONTENT = _spec(
 UPSTREAM_EMPTY = _spec("upstream_empty", 502, "an upstream stream ended before any content")
 UPSTREAM_INCOMPLETE = _spec(
     "upstream_incomplete", 502, "an upstream stream ended without its final data: [DONE]"
+)
+UPSTREAM_BUSY = _spec(
+    "upstream_busy",
+    503,
+    "no connection to an upstream came free within timeout.pool (its connections, or the "
+    "caller's share of them, are all in use)",
 )
 UPSTREAM_TIMEOUT = _spec("upstream_timeout", 504, "an upstream timed out (the phase is named)")
 

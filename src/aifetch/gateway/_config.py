@@ -60,8 +60,11 @@ class ConfigError(ValueError):
 
 
 class TimeoutConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Seconds per phase (``null`` = no limit); see ``aifetch.Timeout``."""
+    """Seconds per phase (``null`` = no limit); see ``aifetch.Timeout``. ``pool`` is the
+    wait for one of the upstream's connections (the gateway's own phase: 503
+    ``upstream_busy``, not an upstream timeout)."""
 
+    pool: float | None = 10.0
     connect: float | None = 10.0
     first_byte: float | None = 120.0
     idle: float | None = 120.0
@@ -83,6 +86,9 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     headers: dict[str, str] = {}
     timeout: TimeoutConfig = TimeoutConfig()
     max_connections: int = 100
+    # At most this many of them for one caller at once (default: all with one caller,
+    # half with several, so one caller's long streams cannot starve the others).
+    max_connections_per_caller: int | None = None
     mock: MockConfig = MockConfig()
 
 
@@ -149,6 +155,8 @@ class CorsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
 class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     max_body_bytes: int = 4 * 1024 * 1024
+    # All request bodies held at once (each is held until its call ends): past it, 503.
+    max_buffered_body_bytes: int = 256 * 1024 * 1024
     # Seconds a caller has to send the rest of a request (head and body) once its first
     # bytes arrived; then 408 and the connection is closed. (Slow callers hold a
     # connection and a task each; uvicorn bounds only idle keep-alive connections.)
@@ -163,6 +171,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # Graceful shutdown: in-flight streams get this long, then end with an error event.
     shutdown_grace: float = 20.0
     access_log: bool = True
+    # A bearer key for GET /metrics. Without one, /metrics answers clients on this machine
+    # only, and never a request that came through a proxy.
+    metrics_key: str | None = None
     # GET /playground: a page to try the models from a browser (GET /aifetch.js is always on).
     playground: bool = True
 
@@ -313,6 +324,8 @@ def _check(config: GatewayConfig) -> None:
             if model_name != "*" and model_name not in config.models:
                 raise ConfigError(f"{path}.models[{j}]: unknown model {model_name!r}")
     _positive("limits.max_body_bytes", config.limits.max_body_bytes)
+    if config.limits.max_buffered_body_bytes < config.limits.max_body_bytes:
+        raise ConfigError("limits.max_buffered_body_bytes: must be at least limits.max_body_bytes")
     if not config.limits.request_timeout > 0:  # (NaN fails this too)
         raise ConfigError("limits.request_timeout: must be a positive number of seconds")
     if not 0 <= config.server.port <= 65535:
@@ -335,8 +348,13 @@ def _check_upstream(path: str, upstream: UpstreamConfig) -> None:
         if parts.username or parts.password:
             raise ConfigError(f"{path}.base_url: put credentials in api_key, not in the URL")
     _positive(f"{path}.max_connections", upstream.max_connections)
+    share = upstream.max_connections_per_caller
+    if share is not None and not 1 <= share <= upstream.max_connections:
+        raise ConfigError(
+            f"{path}.max_connections_per_caller: must be between 1 and max_connections"
+        )
     _positive(f"{path}.mock.chunks", upstream.mock.chunks)
-    for phase in ("connect", "first_byte", "idle", "total"):
+    for phase in ("pool", "connect", "first_byte", "idle", "total"):
         value = getattr(upstream.timeout, phase)
         if value is not None and value <= 0:
             raise ConfigError(f"{path}.timeout.{phase}: must be positive or null")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._auth import Caller
     from ._call import Reply
     from ._flight import Flight
+    from ._parse import RoutingFields
 
 __all__ = ["Handler", "Receive", "RequestContext", "Scope", "Send", "Stage", "stages"]
 
@@ -32,9 +33,11 @@ class RequestContext:
 
     __slots__ = (
         "answer_headers",
+        "body",
         "caller",
         "error",
         "fallbacks",
+        "fields",
         "flight",
         "headers",
         "method",
@@ -64,6 +67,8 @@ class RequestContext:
         # Headers every answer to this request carries (CORS adds its own here).
         self.answer_headers: list[tuple[bytes, bytes]] = []
         self.caller: Caller | None = None
+        self.body = b""  # a model call's body, once read (ReadBody)
+        self.fields: RoutingFields | None = None  # and what the gateway routes on
         self.flight: Flight | None = None
         self.model: str | None = None  # the public model name, once it is known to exist
         self.stream = False

@@ -42,8 +42,16 @@ class Dispatcher:
         flight = ctx.flight
         assert flight is not None  # the model call stage makes it before the chain runs
         model = self.models.get(call.model)
-        if model is None:  # a pipe mapped the call onto a name that is not configured
+        if model is None:  # the caller's name, or one a pipe mapped it to, is not configured
             raise model_not_found(call.model)
+        # A call on the caller's behalf uses only the caller's models; a call a pipe makes
+        # for the gateway itself (caller None) is the operator's.
+        who = ctx.caller
+        if who is not None and call.caller == who.name and not who.may_use(call.model):
+            raise codes.MODEL_NOT_ALLOWED(
+                f"This key may not use the model '{call.model}'.", param="model"
+            )
+        flight.drain = model.on_disconnect == "drain"
         if call.route not in MODEL_ROUTES:
             raise codes.PIPE_ERROR(f"a gateway pipe made a call to an unknown route {call.route}")
         raw = call.raw_body()
@@ -61,8 +69,10 @@ class Dispatcher:
                 if n:
                     retries += 1
                     self.metrics.retry(call.model, upstream.name)
-                outcome = await attempt(upstream, call, body, flight)
+                outcome = await attempt(upstream, call, body, ctx)
                 if isinstance(outcome, Reply):
+                    if outcome.source is not None:
+                        flight.opened_stream(outcome.source)
                     outcome.upstream, outcome.upstream_model = upstream.name, upstream_model
                     outcome.retries, outcome.fallbacks = retries, fallbacks
                     outcome.upstream_time = time.perf_counter() - started

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aifetch import AbortController, AbortSignal
 
 from ._context import Receive
+
+if TYPE_CHECKING:
+    from ._call import StreamSource
 
 __all__ = ["Flight", "Flights"]
 
@@ -34,7 +37,7 @@ class Flight(AbortController):
     (``watch_later``; the sweep calls ``watch_now``).
     """
 
-    __slots__ = ("_event", "_receive", "_watcher", "drain", "reason", "started")
+    __slots__ = ("_event", "_receive", "_watcher", "drain", "opened", "reason", "started")
 
     def __init__(self, drain: bool, started: float) -> None:
         self.signal = AbortSignal()  # AbortController's own state, without a super() call
@@ -44,6 +47,19 @@ class Flight(AbortController):
         self._event: Any = None
         self._receive: Receive | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # Upstream streams this call opened: each is closed by whoever relays it, and at
+        # the latest when the call ends (a pipe may drop one), so no connection or slot
+        # outlives its call.
+        self.opened: list[StreamSource] | None = None
+
+    def opened_stream(self, source: StreamSource) -> None:
+        if self.opened is None:
+            self.opened = []
+        self.opened.append(source)
+
+    async def close_opened(self) -> None:
+        for source in self.opened or ():
+            await source.close()
 
     def stop(self, reason: str) -> None:
         if self.reason is None:

@@ -1,5 +1,9 @@
-"""The stage at the end of a model route: read and check the body, make the ``Call``, run
-it through the pipes to the upstreams, and answer (streams are handed to ``StreamCall``).
+"""The stage at the end of a model route: make the ``Call`` and its ``Flight``, run it
+through the pipes to the upstreams, and answer (streams are handed to ``StreamCall``).
+
+The model is not looked up here: pipes see the name the caller sent, and may map a name
+that is not configured (an alias) onto one that is. The dispatcher, at the end of the
+pipes, refuses a name still unknown (404) or not the caller's to use (403).
 """
 
 from __future__ import annotations
@@ -8,15 +12,14 @@ from collections.abc import Awaitable
 
 from . import _codes as codes
 from ._call import STREAMING_ROUTES, Call, Reply
-from ._codes import model_not_found
 from ._config import GatewayConfig
 from ._context import RequestContext
 from ._errors import GatewayError
 from ._flight import Flight, Flights
 from ._metrics import Metrics
-from ._parse import decode_fields, one_value_per_key, usage_of
+from ._parse import usage_of
 from ._pipes import PipeChain
-from ._respond import encoded, read_body, send_whole
+from ._respond import encoded, send_whole
 from ._stream_call import StreamCall, count_tokens
 
 __all__ = ["ModelCall"]
@@ -27,28 +30,15 @@ class ModelCall:
         self, config: GatewayConfig, chain: PipeChain, metrics: Metrics, flights: Flights
     ) -> None:
         self.models = config.models
-        self.max_body = config.limits.max_body_bytes
         self.chain = chain
         self.metrics = metrics
         self.flights = flights
         self.streams = StreamCall(chain, metrics, config.server.heartbeat)
 
     async def __call__(self, ctx: RequestContext) -> None:
-        if self.flights.closing:
-            raise codes.SHUTTING_DOWN("the gateway is shutting down")
-        body = await read_body(ctx, self.max_body)
-        fields = decode_fields(body)
-        body = one_value_per_key(body)
-        model = self.models.get(fields.model)
-        if model is None:
-            raise model_not_found(fields.model)
-        if ctx.caller is not None and not ctx.caller.may_use(fields.model):
-            raise codes.MODEL_NOT_ALLOWED(
-                f"This key may not use the model '{fields.model}'.", param="model"
-            )
-        call = Call(ctx.path, body, ctx.caller_name, ctx.headers, fields)
-        ctx.model = fields.model
-        flight = ctx.flight = Flight(model.on_disconnect == "drain", ctx.started)
+        call = Call(ctx.path, ctx.body, ctx.caller_name, ctx.headers, ctx.fields)
+        # Draining is the model's choice, known once the dispatcher has found it.
+        flight = ctx.flight = Flight(False, ctx.started)
         self.flights.add(flight)
         try:
             if call.stream and ctx.path in STREAMING_ROUTES:
@@ -62,15 +52,18 @@ class ModelCall:
             try:
                 reply = await self.chain.run(call, ctx)
             except GatewayError as exc:
-                self.metrics.request(call.model, exc.status)
+                if exc.code != codes.MODEL_NOT_FOUND.code:  # never an unknown name as a label
+                    self.metrics.request(call.model, exc.status)
                 raise
             finally:
                 flight.end_watch()
         finally:
             self.flights.discard(flight)
+            if flight.opened is not None:
+                await flight.close_opened()
         if reply.source is not None:
             # A pipe turned a plain call into a stream: close it rather than leak it.
-            await reply.source.response.aclose()
+            await reply.source.close()
             raise codes.PIPE_ERROR("a gateway pipe returned a stream for a non-stream call")
         await self._answer(ctx, call, reply)
 

@@ -214,7 +214,7 @@ async def relay(ctx: RequestContext, call: Call, reply: Reply, down: Downstream)
         log.exception("stream relay failed")
         outcome.error = codes.INTERNAL("the gateway failed while relaying the stream")
     finally:
-        await source.response.aclose()
+        await source.close()
     if outcome.error is None and not outcome.done and flight.reason is None:
         outcome.error = codes.UPSTREAM_INCOMPLETE(
             f"upstream '{name}' ended the stream before [DONE]"

@@ -1,16 +1,14 @@
-"""Plain ASGI answers: a whole body with Server-Timing, an OpenAI-shaped error, and a
-request body read under a size limit."""
+"""Plain ASGI answers: a whole body with Server-Timing, and an OpenAI-shaped error."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 
-from . import _codes as codes
 from ._context import RequestContext
 from ._errors import GatewayError
 
-__all__ = ["JSON_HEADER", "encoded", "read_body", "send_error", "send_whole", "server_timing"]
+__all__ = ["JSON_HEADER", "encoded", "send_error", "send_whole", "server_timing"]
 
 JSON_HEADER = (b"content-type", b"application/json")
 
@@ -58,40 +56,3 @@ async def send_error(ctx: RequestContext, exc: GatewayError) -> None:
     with contextlib.suppress(RuntimeError, OSError):
         await send_whole(ctx, status, exc.body(), headers)
     ctx.status = exc.status
-
-
-async def read_body(ctx: RequestContext, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) before reading it all."""
-    for name, value in ctx.headers:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
-    message = await ctx.receive()
-    if message["type"] == "http.disconnect":
-        # The caller left before sending any body: not an empty (invalid) body.
-        raise _caller_gone()
-    body: bytes = message.get("body", b"")
-    # Checked before looking for more: a first read already over the limit must be
-    # refused now, not after a next read that a caller waiting for its answer never sends.
-    if len(body) > limit:
-        raise _too_large(limit)
-    if not message.get("more_body", False):
-        return body
-    parts, size = [body], len(body)
-    while message.get("more_body", False):
-        message = await ctx.receive()
-        if message["type"] == "http.disconnect":
-            raise _caller_gone()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _caller_gone() -> GatewayError:
-    return codes.CLIENT_CLOSED("the caller closed the connection")
-
-
-def _too_large(limit: int) -> GatewayError:
-    return codes.REQUEST_TOO_LARGE(f"The request body is larger than {limit} bytes.")

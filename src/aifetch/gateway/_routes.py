@@ -7,12 +7,15 @@ known path with another method a 405. Each route's handler is its own chain of s
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Mapping
 from typing import NamedTuple
 
 import msgspec
 
 from . import _codes as codes
+from ._auth import bearer_token
+from ._config import is_loopback_host
 from ._context import Handler, RequestContext
 from ._flight import Flights
 from ._metrics import Metrics
@@ -66,14 +69,39 @@ class Health:
 
 
 class MetricsPage:
-    """``GET /metrics``: the Prometheus exposition."""
+    """``GET /metrics``: the Prometheus exposition, which names every caller's usage, so
+    no caller's key opens it. With ``server.metrics_key`` it takes that key (Bearer) from
+    anywhere; without one, a client on this machine that is not a proxy passing on
+    someone else's request (a forwarding header says so)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, key: str | None) -> None:
         self.metrics = metrics
+        self.key = key.encode() if key else None
         self.content_type = (b"content-type", metrics.content_type.encode())
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
+        if self.key is not None:
+            presented = bearer_token(ctx.headers)
+            if presented is None:
+                raise codes.MISSING_API_KEY("/metrics takes the metrics key as a Bearer token.")
+            if not hmac.compare_digest(presented, self.key):
+                raise codes.INVALID_API_KEY("Incorrect metrics key provided.")
+        elif not _local_and_direct(ctx):
+            raise codes.METRICS_FORBIDDEN(
+                "/metrics answers this machine only; set server.metrics_key to scrape it "
+                "from elsewhere."
+            )
         return send_whole(ctx, 200, self.metrics.render(), [self.content_type])
+
+
+_FORWARDING = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip", b"via"})
+
+
+def _local_and_direct(ctx: RequestContext) -> bool:
+    client = ctx.scope.get("client")
+    if client and not is_loopback_host(str(client[0])):
+        return False
+    return not any(name in _FORWARDING for name, _ in ctx.headers)
 
 
 class ModelList:

@@ -45,7 +45,8 @@ class StreamCall:
                 reply = await self.chain.run(call, ctx)
             except GatewayError as exc:
                 _cancel(beat)
-                self.metrics.request(call.model, exc.status)
+                if exc.code != codes.MODEL_NOT_FOUND.code:  # never an unknown name as a label
+                    self.metrics.request(call.model, exc.status)
                 if not down.started:
                     raise
                 ctx.status, ctx.error = 200, exc.code or exc.type

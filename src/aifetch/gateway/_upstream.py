@@ -14,22 +14,28 @@ import aifetch
 from ._config import GatewayConfig, UpstreamConfig
 from ._mock import mock_pipe
 from ._secrets import Secrets
+from ._slots import Slots
 
 __all__ = ["Upstream", "answer_headers", "configured_secrets"]
 
 
 def configured_secrets(config: GatewayConfig) -> Secrets:
-    """Every upstream key and header value in ``config``: none may reach a caller."""
+    """Every upstream key and header value in ``config``, and the metrics key: none may
+    reach a caller."""
     values: list[str] = []
     for upstream in config.upstreams.values():
         if upstream.api_key:
             values.append(upstream.api_key)
         values.extend(upstream.headers.values())
+    if config.server.metrics_key:
+        values.append(config.server.metrics_key)
     return Secrets(values)
 
 
 class Upstream:
-    def __init__(self, name: str, config: UpstreamConfig, secrets: Secrets) -> None:
+    def __init__(self, name: str, config: UpstreamConfig, secrets: Secrets, shared: bool) -> None:
+        """``shared``: several callers use the gateway, so each gets a fair share of the
+        connections by default."""
         self.name = name
         pipes: list[Any] = []
         if config.kind == "mock":
@@ -60,6 +66,10 @@ class Upstream:
             max_connections=config.max_connections,
         )
         self.secrets = secrets
+        size = config.max_connections
+        share = config.max_connections_per_caller or (max(1, size // 2) if shared else size)
+        self.slots = Slots(size, share)
+        self.pool_wait = config.timeout.pool
 
     def url(self, path: str) -> str:
         """The URL of ``path`` under ``base_url``. One string per path, kept: the client's
