@@ -95,6 +95,7 @@ _models = st.one_of(
 _numbers = st.one_of(
     st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=4), st.none()
 )
+_ROLES = ["system", "developer", "user", "assistant", "tool", "function"]
 _request_shapes = st.fixed_dictionaries(
     {},
     optional={
@@ -103,10 +104,15 @@ _request_shapes = st.fixed_dictionaries(
         "stream_options": st.one_of(
             st.fixed_dictionaries({}, optional={"include_usage": json_values(1)}), json_values(1)
         ),
+        # Valid shapes often enough for the mock to answer; anything else for its refusals.
         "messages": st.one_of(
             st.lists(
                 st.fixed_dictionaries(
-                    {}, optional={"role": json_values(0), "content": json_values(1)}
+                    {},
+                    optional={
+                        "role": st.one_of(st.sampled_from(_ROLES), json_values(0)),
+                        "content": st.one_of(st.text(max_size=8), json_values(1)),
+                    },
                 ),
                 max_size=3,
             ),
@@ -114,8 +120,8 @@ _request_shapes = st.fixed_dictionaries(
         ),
         "max_tokens": _numbers,
         "n": _numbers,
-        "prompt": json_values(1),
-        "input": json_values(1),
+        "prompt": st.one_of(st.text(max_size=8), json_values(1)),
+        "input": st.one_of(st.text(max_size=8), json_values(1)),
         "extra": json_values(3),
     },
 )

@@ -19,6 +19,7 @@ import msgspec
 import aifetch
 
 from ._config import MockConfig
+from ._mock_checks import MockRefusal, check_request
 
 __all__ = ["MOCK_CREATED", "chat_chunks", "completion_chunks", "mock_pipe", "split_text"]
 
@@ -155,13 +156,25 @@ _SSE = {"content-type": "text/event-stream; charset=utf-8"}
 
 def _answer(config: MockConfig, path: str, body: bytes) -> aifetch.AsyncResponse:
     try:
-        req = msgspec.json.decode(body or b"{}", type=_MockRequest)
+        data = msgspec.json.decode(body or b"{}")
     except msgspec.DecodeError:
+        data = None
+    if not isinstance(data, dict):
         err = (
             b'{"error":{"message":"mock: invalid JSON body","type":"invalid_request_error",'
             b'"param":null,"code":null}}'
         )
         return aifetch.AsyncResponse(err, status=400, headers=_JSON)
+    # Refused as OpenAI refuses it, so code tried here fails the same way there.
+    refusal = check_request(path, data)
+    try:
+        req = msgspec.convert(data, _MockRequest)
+    except msgspec.ValidationError as exc:
+        # Fields the gateway checks before an upstream sees them (``model``, ``stream``,
+        # ``max_tokens``): met only by the mock used without the gateway in front.
+        refusal = refusal or MockRefusal(f"mock: {exc}", None, "invalid_type")
+    if refusal is not None:
+        return aifetch.AsyncResponse(_encode(refusal.body()), status=400, headers=_JSON)
     if path.endswith("/embeddings"):
         return aifetch.AsyncResponse(_embeddings_body(req.model, req.input), headers=_JSON)
     chunks = config.chunks if req.max_tokens is None else max(1, min(config.chunks, req.max_tokens))
