@@ -9,6 +9,7 @@ with a stream that silently stops.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ from ._app import GatewayApp, create_app
 from ._config import GatewayConfig, default_config, is_loopback_host, load_config
 from ._errors import GatewayError
 
-__all__ = ["GatewayServer", "startup_line", "uvicorn_config"]
+__all__ = ["GatewayServer", "ListenError", "listen_socket", "startup_line", "uvicorn_config"]
 
 log = logging.getLogger("aifetch.gateway")
 
@@ -240,20 +241,54 @@ def worker_app() -> GatewayApp:
     return create_app(load_config(path) if path else default_config())
 
 
+class ListenError(Exception):
+    """The address cannot be listened on (in use, not permitted, not this machine's)."""
+
+
+# uvicorn's default; connections wait here until a worker (or the server) accepts them.
+_BACKLOG = 2048
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, made before anything announces the
+    gateway: a port in use is then one clear error, not a failure after the app started
+    (uvicorn binds after the lifespan's "Application startup complete")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restart may bind while old connections sit in TIME_WAIT (a
+        # socket still listening there keeps the port refused).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        hint = (
+            "; is another server running there? Choose another --port"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
+    sock.set_inheritable(True)  # handed to worker processes with --workers
+    return sock
+
+
 def run(
     config: GatewayConfig, *, host: str, port: int, workers: int = 1, path: str | None = None
 ) -> None:
-    """Serve until interrupted (blocking). ``path``: the config file, for worker processes."""
+    """Serve until interrupted (blocking). ``path``: the config file, for worker processes.
+    Raises ``ListenError`` before anything starts when the address cannot be used."""
     check_exposure(config, host)
     uv = uvicorn_config(config, host=host, port=port, workers=workers)
+    sock = listen_socket(host, port)
     if workers <= 1:
-        GatewayServer(uv, config).run()
+        GatewayServer(uv, config).run(sockets=[sock])
         return
     from uvicorn.supervisors import Multiprocess
 
     os.environ[_CONFIG_ENV] = path or ""
     uv.app = "aifetch.gateway._server:worker_app"
     uv.factory = True
-    sock = uv.bind_socket()
-    log.info(startup_line(config, host, port) + f" ({workers} workers)")
+    log.info(startup_line(config, host, sock.getsockname()[1]) + f" ({workers} workers)")
     Multiprocess(uv, sockets=[sock]).run()
