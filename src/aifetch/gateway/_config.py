@@ -23,6 +23,7 @@ __all__ = [
     "CallerConfig",
     "ConfigError",
     "CorsConfig",
+    "FilePipeConfig",
     "GatewayConfig",
     "LimitsConfig",
     "MockConfig",
@@ -141,6 +142,14 @@ class PipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     options: dict[str, Any] | None = None
 
 
+class FilePipeConfig(PipeConfig, frozen=True, kw_only=True):
+    """A pipe entry read from a config file. ``folder`` is that file's folder, where
+    ``use`` may find its module; ``load_config`` sets it, the YAML cannot (entries are
+    decoded as ``PipeConfig``, which has no such key)."""
+
+    folder: str
+
+
 class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     upstreams: dict[str, UpstreamConfig]
     models: dict[str, ModelConfig]
@@ -174,7 +183,13 @@ def load_config(
     except RecursionError:
         # PyYAML's composer recurses per nesting level; no real config nests this deep.
         raise ConfigError(f"{os.fspath(path)}: YAML nested too deeply") from None
-    return parse_config(raw, env)
+    config = parse_config(raw, env)
+    if not config.pipes:
+        return config
+    # ``use: myapp.pipes:...`` next to the config file loads from there (see _pipes.py).
+    folder = str(Path(path).resolve().parent)
+    pipes = [FilePipeConfig(use=p.use, options=p.options, folder=folder) for p in config.pipes]
+    return msgspec.structs.replace(config, pipes=pipes)
 
 
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> GatewayConfig:
