@@ -120,10 +120,14 @@ class CorsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
 class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     max_body_bytes: int = 4 * 1024 * 1024
-    # Seconds a caller has to send the rest of a request (head and body) once its first
-    # bytes arrived; then 408 and the connection is closed. (Slow callers hold a
-    # connection and a task each; uvicorn bounds only idle keep-alive connections.)
+    # Seconds a caller has to send a whole request (head and body): from the accept for a
+    # connection's first request, from its first bytes for a later one; then 408 and the
+    # connection is closed. (Slow callers hold a connection and a task each; uvicorn
+    # bounds only idle keep-alive connections.)
     request_timeout: float = 30.0
+    # Open caller connections per process; lowered to fit the file-descriptor limit.
+    # Past it the longest-idle connection is closed to make room (see _protocol.py).
+    max_connections: int = 4096
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -287,6 +291,7 @@ def _check(config: GatewayConfig) -> None:
             if model_name != "*" and model_name not in config.models:
                 raise ConfigError(f"{path}.models[{j}]: unknown model {model_name!r}")
     _positive("limits.max_body_bytes", config.limits.max_body_bytes)
+    _positive("limits.max_connections", config.limits.max_connections)
     if not config.limits.request_timeout > 0:  # (NaN fails this too)
         raise ConfigError("limits.request_timeout: must be a positive number of seconds")
     if not 0 <= config.server.port <= 65535:
