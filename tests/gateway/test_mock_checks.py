@@ -3,9 +3,13 @@ seen through ``aifetch serve``'s default config by the official ``openai`` SDK."
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import openai
 import pytest
 
@@ -241,3 +245,29 @@ def test_the_typed_sdk_calls_get_the_same_error(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         sdk.embeddings.create(model=MODEL, input=[])
     assert (info.value.code, info.value.param) == ("empty_array", "input")
+
+
+def test_a_mock_stream_stops_when_its_caller_leaves(
+    serve: Callable[[GatewayConfig], RunningGateway],
+) -> None:
+    # 40 chunks 0.25 s apart: 10 s if nothing stops it.
+    config = default_config()
+    mock = msgspec.structs.replace(config.upstreams["mock"].mock, chunks=40, interval=0.25)
+    upstream = msgspec.structs.replace(config.upstreams["mock"], mock=mock)
+    gateway = serve(msgspec.structs.replace(config, upstreams={"mock": upstream}))
+    body = json.dumps({"model": MODEL, "messages": [USER], "stream": True}).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        sock.settimeout(10)
+        received = b""
+        while b"data: " not in received:
+            received += sock.recv(65536)
+    app = gateway.server.app
+    assert app is not None
+    left = time.monotonic()
+    while app.in_flight:  # the call ends with its mock body, not after the 10 s answer
+        assert time.monotonic() - left < 2, "the mock kept streaming for a caller that left"
+        time.sleep(0.02)
