@@ -118,6 +118,7 @@ class GatewayApp:
 
     async def aclose(self) -> None:
         """Close every upstream client."""
+        self.metrics.close()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None

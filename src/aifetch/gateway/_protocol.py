@@ -34,6 +34,7 @@ from http import HTTPStatus
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from ._app import GatewayApp
 from ._errors import GatewayError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "REQUEST_TIMEOUT_ATTR",
     "BoundedHeadProtocol",
+    "begin_shutdown",
     "connection_cap",
 ]
 
@@ -139,6 +141,21 @@ def _first(entries: dict[BoundedHeadProtocol, None]) -> BoundedHeadProtocol | No
     return None
 
 
+# Apps whose graceful shutdown has begun.
+_closing_apps: weakref.WeakSet[GatewayApp] = weakref.WeakSet()
+
+
+def begin_shutdown(app: object) -> None:
+    """Begin the graceful shutdown of the gateway app behind ``app`` (through any ASGI
+    middleware uvicorn wrapped it in), once: new calls get 503, and the streams still
+    running after ``server.shutdown_grace`` end with an error event."""
+    while not isinstance(app, GatewayApp) and hasattr(app, "app"):
+        app = app.app
+    if isinstance(app, GatewayApp) and app not in _closing_apps:
+        _closing_apps.add(app)
+        app.begin_shutdown()
+
+
 # One book per uvicorn server (its ServerState), made by its first connection.
 _books: weakref.WeakKeyDictionary[ServerState, _Connections] = weakref.WeakKeyDictionary()
 
@@ -215,6 +232,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self._book is not None:
             self._book.gone(self)
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # uvicorn calls this on every connection when its graceful shutdown starts, in
+        # each --workers process as in a single one: the app's streams must end with
+        # their error event there too, not be cut at uvicorn's deadline.
+        begin_shutdown(self.app)
+        super().shutdown()
 
     def close_for_room(self) -> None:
         """Closed to make room for a new connection (it was idle: nothing is cut)."""

@@ -3,7 +3,8 @@
 On SIGINT/SIGTERM uvicorn stops accepting and waits for open connections; the gateway
 refuses new calls at once, lets streams in flight run for ``server.shutdown_grace``
 seconds, then ends the rest with an SSE error event (DESIGN.md §3) so no caller is left
-with a stream that silently stops.
+with a stream that silently stops. With ``--workers N`` the same holds in every worker,
+and each worker's ``/metrics`` shows the figures of all of them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import errno
 import logging
 import math
 import os
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 import uvicorn
@@ -23,6 +26,7 @@ from ._protocol import (
     MAX_CONNECTIONS_ATTR,
     REQUEST_TIMEOUT_ATTR,
     BoundedHeadProtocol,
+    begin_shutdown,
     connection_cap,
 )
 
@@ -117,7 +121,7 @@ class GatewayServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.app is not None:
-            self.app.begin_shutdown()
+            begin_shutdown(self.app)
         await super().shutdown(sockets)
 
 
@@ -131,16 +135,24 @@ def check_exposure(config: GatewayConfig, host: str) -> None:
 
 
 _CONFIG_ENV = "AIFETCH_GATEWAY_CONFIG"
+_METRICS_ENV = "AIFETCH_GATEWAY_METRICS_DIR"
 
 
 def worker_app() -> GatewayApp:
-    """The app factory each ``--workers`` process runs (uvicorn's own server there: the
-    streams still running at uvicorn's deadline are cancelled, without an error event)."""
+    """The app factory each ``--workers`` process runs, on uvicorn's own server there.
+
+    Its connections begin the app's graceful shutdown (``BoundedHeadProtocol.shutdown``),
+    so streams end with the error event as in a single process, and its metrics are
+    shared with the other workers' through the parent's directory."""
     if not logging.getLogger().handlers:
         # A spawned worker starts without the parent's logging set-up.
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = os.environ.get(_CONFIG_ENV)
-    return create_app(load_config(path) if path else default_config())
+    app = create_app(load_config(path) if path else default_config())
+    directory = os.environ.get(_METRICS_ENV)
+    if directory:
+        app.metrics.share(directory)
+    return app
 
 
 class ListenError(Exception):
@@ -190,7 +202,13 @@ def run(
     from uvicorn.supervisors import Multiprocess
 
     os.environ[_CONFIG_ENV] = path or ""
+    # Where the workers leave their metrics for each other (see Metrics.share).
+    directory = tempfile.mkdtemp(prefix="aifetch-metrics-")
+    os.environ[_METRICS_ENV] = directory
     uv.app = "aifetch.gateway._server:worker_app"
     uv.factory = True
     log.info(startup_line(config, host, sock.getsockname()[1]) + f" ({workers} workers)")
-    Multiprocess(uv, sockets=[sock]).run()
+    try:
+        Multiprocess(uv, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
