@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import AsyncIterable, Iterable
 from typing import Any, Final, Literal, TypeAlias
 
-__all__ = ["UNSET", "BodyInit", "RedirectMode", "Unset"]
+__all__ = ["UNSET", "BodyInit", "CertInit", "RedirectMode", "Unset", "VerifyInit"]
 
 RedirectMode: TypeAlias = Literal["follow", "manual", "error"]
 
@@ -14,6 +16,11 @@ RedirectMode: TypeAlias = Literal["follow", "manual", "error"]
 BodyInit: TypeAlias = (
     "bytes | bytearray | memoryview | str | Iterable[bytes] | AsyncIterable[bytes]"
 )
+
+# TLS: what to trust (see aifetch._tls), and the client certificate to present.
+VerifyInit: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
+_Path: TypeAlias = "str | os.PathLike[str]"
+CertInit: TypeAlias = "_Path | tuple[_Path, _Path]"
 
 
 class Unset:

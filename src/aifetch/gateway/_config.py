@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from .._proxy import ProxyRoutes, parse_proxy
+from .._tls import tls_context
+
 __all__ = [
     "CallerConfig",
     "ConfigError",
@@ -76,6 +79,13 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     timeout: TimeoutConfig = TimeoutConfig()
     max_connections: int = 100
     mock: MockConfig = MockConfig()
+    # The client's network settings (aifetch.AsyncClient's proxy, trust_env, verify, cert):
+    # an HTTP proxy URL; whether HTTP(S)_PROXY/NO_PROXY apply; True, False or a CA bundle
+    # path; a client certificate, one PEM path or [certificate, key].
+    proxy: str | None = None
+    trust_env: bool = False
+    verify: bool | str = True
+    cert: str | list[str] | None = None
 
 
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -314,10 +324,39 @@ def _check_upstream(path: str, upstream: UpstreamConfig) -> None:
             raise ConfigError(f"{path}.base_url: put credentials in api_key, not in the URL")
     _positive(f"{path}.max_connections", upstream.max_connections)
     _positive(f"{path}.mock.chunks", upstream.mock.chunks)
+    _check_network(path, upstream)
     for phase in ("connect", "first_byte", "idle", "total"):
         value = getattr(upstream.timeout, phase)
         if value is not None and value <= 0:
             raise ConfigError(f"{path}.timeout.{phase}: must be positive or null")
+
+
+def client_cert(upstream: UpstreamConfig) -> str | tuple[str, str] | None:
+    """``cert`` as the client takes it (a path, or a (certificate, key) pair)."""
+    cert = upstream.cert
+    return (cert[0], cert[1]) if isinstance(cert, list) else cert
+
+
+def _check_network(path: str, upstream: UpstreamConfig) -> None:
+    """The proxy URL, the environment's proxies and the TLS files, tried now: a typo is a
+    start-up error naming the key, never a failed call later. No message quotes the
+    proxy's credentials."""
+    if isinstance(upstream.cert, list) and len(upstream.cert) != 2:
+        raise ConfigError(f"{path}.cert: expected a PEM path, or [certificate, key]")
+    if upstream.trust_env:
+        try:
+            ProxyRoutes(None, trust_env=True)
+        except ValueError as exc:
+            raise ConfigError(f"{path}.trust_env: {exc}") from None
+    if upstream.proxy is not None:
+        try:
+            parse_proxy(upstream.proxy, f"{path}.proxy")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    try:
+        tls_context(upstream.verify, client_cert(upstream), trust_env=upstream.trust_env)
+    except ValueError as exc:
+        raise ConfigError(f"{path}.{exc}") from None
 
 
 def _check_model(path: str, model: ModelConfig, upstreams: dict[str, UpstreamConfig]) -> None:

@@ -23,7 +23,7 @@ import aifetch
 from aifetch.sse import SSEBlockSplitter, parse_block
 
 from ._call import Call, Flight, Reply, StreamSource
-from ._config import ModelConfig, RetryConfig, UpstreamConfig
+from ._config import ModelConfig, RetryConfig, UpstreamConfig, client_cert
 from ._errors import GatewayError, model_not_found
 from ._mock import mock_pipe
 from ._parse import patch_body
@@ -76,6 +76,10 @@ class Upstream:
             # host; upstream hosts come only from config.
             redirect="error",
             max_connections=config.max_connections,
+            proxy=config.proxy,
+            trust_env=config.trust_env,
+            verify=config.verify,
+            cert=client_cert(config),
         )
         secrets = [config.api_key or "", *config.headers.values()]
         self.secrets = tuple(s.encode() for s in secrets if len(s) >= 6)
