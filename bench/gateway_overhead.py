@@ -11,6 +11,7 @@ the difference here is a few µs below the one in ``bench_gateway.py``'s CPU col
 
     .venv/bin/python bench/gateway_overhead.py [--requests 20000] [--rounds 5]
     .venv/bin/python bench/gateway_overhead.py --canned    # our code alone, no sockets
+    .venv/bin/python bench/gateway_overhead.py --shared    # metrics shared as --workers does
 
 For an exact count rather than a time, run one app under valgrind's instruction counter
 (slow, ~3 ms per request) at two request counts and divide the difference by theirs:
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -170,10 +173,21 @@ async def canned(args: argparse.Namespace, upstream_port: int) -> None:
 
 
 async def measure(args: argparse.Namespace, upstream_port: int) -> None:
+    with contextlib.ExitStack() as stack:
+        await _measure(args, upstream_port, stack)
+
+
+async def _measure(
+    args: argparse.Namespace, upstream_port: int, stack: contextlib.ExitStack
+) -> None:
     apps: dict[str, App] = {}
     gateway = passthrough = None
     if args.only in (None, "aifetch"):
         gateway = apps["aifetch"] = _gateway(upstream_port)
+        if args.shared:
+            # What each `aifetch serve --workers N` process does (a snapshot a second).
+            shared = stack.enter_context(tempfile.TemporaryDirectory(prefix="aifetch-bench-"))
+            gateway.metrics.share(shared)
     if args.only in (None, "passthrough"):
         passthrough = Passthrough(f"http://127.0.0.1:{upstream_port}")
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -214,6 +228,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=200, help="requests per caller first")
     parser.add_argument("--only", choices=["aifetch", "passthrough"])
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="share the gateway's metrics through a directory, as each --workers process does",
+    )
     parser.add_argument(
         "--canned",
         action="store_true",

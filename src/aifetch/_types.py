@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-__all__ = ["UNSET", "BodyInit", "RedirectMode", "Unset"]
+if TYPE_CHECKING:  # named in the aliases below only (strings): the core imports no ssl
+    import os
+    import ssl
+
+__all__ = ["UNSET", "BodyInit", "CertInit", "RedirectMode", "Unset", "VerifyInit"]
 
 RedirectMode: TypeAlias = Literal["follow", "manual", "error"]
 
@@ -14,6 +18,11 @@ RedirectMode: TypeAlias = Literal["follow", "manual", "error"]
 BodyInit: TypeAlias = (
     "bytes | bytearray | memoryview | str | Iterable[bytes] | AsyncIterable[bytes]"
 )
+
+# TLS: what to trust (see aifetch._tls), and the client certificate to present.
+VerifyInit: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
+_Path: TypeAlias = "str | os.PathLike[str]"
+CertInit: TypeAlias = "_Path | tuple[_Path, _Path]"
 
 
 class Unset:

@@ -3,11 +3,14 @@ the docs (a subprocess on a free port, stopped with SIGTERM)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -80,3 +83,69 @@ def test_serve_without_config_works_as_documented() -> None:
     # still says SIGTERM).
     assert "Finished server process" in rest
     assert proc.returncode in (0, -signal.SIGTERM)
+
+
+BAD_PORTS = ["99999", "65536", "-1", "abc", "1.5", ""]
+
+
+@pytest.mark.parametrize("port", BAD_PORTS)
+def test_a_port_outside_0_to_65535_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", f"--port={port}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --port/-p: {port!r}" in err or f"argument --port/-p: {port} " in err
+    assert "is not a port number" in err
+    assert "Try 'aifetch serve --help' for help." in err
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another socket is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_a_port_in_use_is_one_error_before_anything_starts(
+    busy_port: int, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    for workers in ("1", "2"):
+        assert main(["serve", "--port", str(busy_port), "--workers", workers]) == 1
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            f"aifetch: cannot listen on 127.0.0.1:{busy_port}: address already in use; "
+            "is another server running there? Choose another --port"
+        ]
+        # Nothing was started or announced.
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "aifetch.gateway._cli", "serve", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_command_with_a_port_in_use_prints_one_line_and_exits_1(
+    busy_port: int, workers: str
+) -> None:
+    done = _serve("--port", str(busy_port), "--workers", workers)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"aifetch: cannot listen on 127.0.0.1:{busy_port}: address already in use; "
+        "is another server running there? Choose another --port"
+    ]
+    assert "Application startup complete" not in done.stderr + done.stdout
+
+
+def test_the_command_refuses_a_bad_port_with_a_hint() -> None:
+    done = _serve("--port", "99999")
+    assert done.returncode == 2
+    assert "argument --port/-p: 99999 is not a port number: use 0-65535" in done.stderr
+    assert done.stderr.rstrip().endswith("Try 'aifetch serve --help' for help.")
+    assert "listening" not in done.stderr

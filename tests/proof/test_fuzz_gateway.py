@@ -95,7 +95,18 @@ _models = st.one_of(
 _numbers = st.one_of(
     st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=4), st.none()
 )
-_request_shapes = st.fixed_dictionaries(
+_ROLES = ["system", "developer", "user", "assistant", "tool", "function"]
+_messages = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.one_of(st.sampled_from(_ROLES), json_values(0)),
+            "content": json_values(1),
+        },
+    ),
+    max_size=3,
+)
+_malformed = st.fixed_dictionaries(
     {},
     optional={
         "model": _models,
@@ -103,15 +114,7 @@ _request_shapes = st.fixed_dictionaries(
         "stream_options": st.one_of(
             st.fixed_dictionaries({}, optional={"include_usage": json_values(1)}), json_values(1)
         ),
-        "messages": st.one_of(
-            st.lists(
-                st.fixed_dictionaries(
-                    {}, optional={"role": json_values(0), "content": json_values(1)}
-                ),
-                max_size=3,
-            ),
-            json_values(1),
-        ),
+        "messages": st.one_of(_messages, json_values(1)),
         "max_tokens": _numbers,
         "n": _numbers,
         "prompt": json_values(1),
@@ -119,6 +122,23 @@ _request_shapes = st.fixed_dictionaries(
         "extra": json_values(3),
     },
 )
+# What OpenAI (and so the mock) accepts on every route, with any extra field beside it.
+_accepted = st.fixed_dictionaries(
+    {
+        "model": st.just("mock-gpt"),
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(_ROLES), "content": st.text(max_size=8)}
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        "prompt": st.text(max_size=8),
+        "input": st.text(max_size=8),
+    },
+    optional={"stream": st.booleans(), "max_tokens": st.integers(1, 64), "extra": json_values(2)},
+)
+_request_shapes = st.one_of(_malformed, _accepted)
 
 
 def test_any_json_value_as_a_body_is_a_clear_client_error() -> None:

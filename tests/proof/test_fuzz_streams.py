@@ -17,7 +17,6 @@ from typing import Any
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from msgspec import UNSET
 
 from aifetch.openai import (
     ChatCompletion,
@@ -218,7 +217,7 @@ def _messages(draw: st.DrawFn) -> tuple[ChatCompletionMessage, str]:
     content: str | None = text
     if not text and (tools or refusal):
         content = None  # what OpenAI answers for a tool call or a refusal
-    message = ChatCompletionMessage(content=content, refusal=refusal, tool_calls=tools or UNSET)
+    message = ChatCompletionMessage(content=content, refusal=refusal, tool_calls=tools or None)
     finish = "tool_calls" if tools else draw(st.sampled_from(["stop", "length"]))
     return message, finish
 

@@ -13,7 +13,8 @@ from .._redact import redact_url
 from .._request import Request
 from .._status import REDIRECT_STATUSES
 from .._timeouts import DEFAULT_TIMEOUT, TimeoutInit, to_timeout
-from .._types import UNSET, BodyInit, RedirectMode
+from .._tls import tls_context
+from .._types import UNSET, BodyInit, CertInit, RedirectMode, VerifyInit
 from .._urls import ParamsInit, join_base, origin_of, resolve_redirect
 from ._pipes import AsyncNext, AsyncPipe, bind, fold
 from ._response import AsyncResponse
@@ -33,6 +34,20 @@ class AsyncClient:
     ``pipes`` run around every request, outermost first, folded once here. Per-request
     ``pipes=`` *extend* the client's: they run inside the client's pipes, closest to the
     network, so a per-request pipe sees what the client's pipes made of the request.
+
+    Network settings, for the client's own transport (not a ``transport=`` passed in):
+
+    - ``proxy``: an HTTP proxy URL (``http://user:pass@proxy:3128``) for every request;
+      ``https://`` targets go through a ``CONNECT`` tunnel.
+    - ``trust_env``: without ``proxy``, honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` /
+      ``ALL_PROXY`` / ``NO_PROXY`` (and ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``); read once,
+      here. Off by default: a server-side client should not change route with its
+      environment unless asked.
+    - ``verify``: ``True`` (system CAs), ``False``, a CA bundle path, or an
+      ``ssl.SSLContext``. ``cert``: a client certificate, one PEM path (certificate and
+      key) or a ``(certificate, key)`` pair.
+
+    Proxy credentials go to the proxy only, and never appear in a message or a log line.
     """
 
     def __init__(
@@ -46,6 +61,10 @@ class AsyncClient:
         redirect: RedirectMode = "follow",
         max_connections: int = 100,
         max_connections_per_host: int = 0,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        verify: VerifyInit = True,
+        cert: CertInit | None = None,
         transport: Transport | None = None,
     ) -> None:
         self.base_url = base_url
@@ -56,7 +75,11 @@ class AsyncClient:
         self._pipes = tuple(bind(pipe) for pipe in pipes)
         self._chain: AsyncNext = fold(self._pipes, self._send)
         self._transport = transport or Transport(
-            max_connections=max_connections, max_connections_per_host=max_connections_per_host
+            max_connections=max_connections,
+            max_connections_per_host=max_connections_per_host,
+            ssl_context=tls_context(verify, cert, trust_env=trust_env),
+            proxy=proxy,
+            trust_env=trust_env,
         )
 
     async def fetch(

@@ -22,9 +22,11 @@ from .._abort import AbortSignal
 from .._deadlines import Deadlines
 from .._errors import InvalidURLError, NetworkError, TimeoutError
 from .._headers import Headers
-from .._redact import redact_url
+from .._proxy import Proxy, ProxyRoutes
+from .._redact import redact_text, redact_url
 from .._request import Request
 from .._timeouts import Timeout
+from .._tls import tls_failure
 
 __all__ = ["RawResponse", "Transport"]
 
@@ -64,7 +66,12 @@ def _what(request: Request) -> str:
 
 
 class Transport:
-    """Sends one request over a pooled aiohttp session; follows no redirects itself."""
+    """Sends one request over a pooled aiohttp session; follows no redirects itself.
+
+    ``ssl_context``: see ``aifetch._tls.tls_context`` (``None``: aiohttp's default).
+    ``proxy`` / ``trust_env``: see ``aifetch._proxy``; the proxy is chosen here per request
+    (aiohttp's own ``trust_env`` stays off, so both transports route alike).
+    """
 
     def __init__(
         self,
@@ -73,12 +80,16 @@ class Transport:
         max_connections_per_host: int = 0,
         ssl_context: ssl.SSLContext | bool | None = None,
         keepalive_timeout: float = 15.0,
+        proxy: str | None = None,
         trust_env: bool = False,
     ) -> None:
         self._limits = (max_connections, max_connections_per_host)
         self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
         self._keepalive = keepalive_timeout
-        self._trust_env = trust_env
+        routes = ProxyRoutes(proxy, trust_env)
+        # None when nothing is proxied: the request path then never looks.
+        self._proxies = routes if routes.active else None
+        self._secrets = routes.secrets
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         # Every first-byte wait and body read of this transport's requests, one timer.
@@ -100,7 +111,7 @@ class Transport:
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
-                trust_env=self._trust_env,
+                trust_env=False,
                 auto_decompress=True,
                 # aifetch's User-Agent as the session default: a request's own User-Agent
                 # replaces it, and aiohttp adds none of its own. (skip_auto_headers would
@@ -161,19 +172,23 @@ class Transport:
             watch.add(exchange, time.monotonic() + limit)
         if signal is not None:
             exchange.handle = signal.add_listener(exchange.on_abort)
+        proxy = None if self._proxies is None else self._proxies.for_url(request.url)
         try:
             try:
-                resp = await session.request(
-                    request.method,
-                    _wire_url(request.url),
-                    # Read once into aiohttp's own headers; the pairs were checked as they
-                    # went into Headers.
-                    headers=request.headers._items,
-                    data=body,
-                    allow_redirects=False,
-                    timeout=self._timeouts.get(timeout.connect)
-                    or self._client_timeout(timeout.connect),
-                )
+                if proxy is None:
+                    resp = await session.request(
+                        request.method,
+                        _wire_url(request.url),
+                        # Read once into aiohttp's own headers; the pairs were checked as
+                        # they went into Headers.
+                        headers=request.headers._items,
+                        data=body,
+                        allow_redirects=False,
+                        timeout=self._timeouts.get(timeout.connect)
+                        or self._client_timeout(timeout.connect),
+                    )
+                else:
+                    resp = await self._proxied(session, proxy, request, body, timeout)
             except asyncio.CancelledError:
                 if not exchange.caused_cancel():
                     raise
@@ -190,16 +205,39 @@ class Transport:
                     f"could not connect within {timeout.connect:g} s: {_what(request)}",
                     phase="connect",
                 ) from None
-            except aiohttp.ClientConnectorError as exc:
+            except aiohttp.ClientProxyConnectionError as exc:
+                assert proxy is not None
                 raise NetworkError(
-                    f"could not connect: {_what(request)}: {exc.os_error}", phase="connect"
+                    self._clean(
+                        f"could not connect to the proxy {proxy.url}: {_what(request)}: "
+                        f"{exc.os_error}"
+                    ),
+                    phase="connect",
+                ) from None
+            except aiohttp.ClientHttpProxyError as exc:
+                assert proxy is not None
+                raise NetworkError(
+                    self._clean(
+                        f"the proxy {proxy.url} refused the tunnel for {_what(request)}: "
+                        f"{exc.status} {exc.message}"
+                    ),
+                    phase="connect",
+                ) from None
+            except aiohttp.ClientConnectorError as exc:
+                tls = tls_failure(exc)
+                detail = f"TLS {tls}" if tls is not None else exc.os_error
+                raise NetworkError(
+                    self._clean(f"could not connect: {_what(request)}: {detail}"),
+                    phase="connect",
                 ) from None
             except aiohttp.InvalidURL:
                 raise InvalidURLError(f"aiohttp refused the URL of {_what(request)}") from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise NetworkError(
-                    f"the connection failed before the response arrived: {_what(request)}: "
-                    f"{type(exc).__name__}: {exc}",
+                    self._clean(
+                        f"the connection failed before the response arrived: {_what(request)}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ),
                     phase="send",
                 ) from None
             finally:
@@ -217,6 +255,39 @@ class Transport:
         for name, value in resp.raw_headers:
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
         return RawResponse(resp.status, resp.reason or "", Headers._trusted(headers), exchange)
+
+    def _proxied(
+        self,
+        session: aiohttp.ClientSession,
+        proxy: Proxy,
+        request: Request,
+        body: Any,
+        timeout: Timeout,
+    ) -> Any:
+        """``session.request`` through ``proxy``: its credentials go on the CONNECT for an
+        https target, on the request itself (which the proxy receives) for an http one."""
+        headers: list[tuple[str, str]] = request.headers._items
+        extra: dict[str, Any] = {}
+        if proxy.authorization is not None:
+            if request.url.startswith("https:"):
+                # A new dict per request: aiohttp adds the Host header to it.
+                extra["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
+            else:
+                headers = [*headers, ("Proxy-Authorization", proxy.authorization)]
+        return session.request(
+            request.method,
+            _wire_url(request.url),
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            timeout=self._client_timeout(timeout.connect),
+            proxy=proxy.url,
+            **extra,
+        )
+
+    def _clean(self, message: str) -> str:
+        """``message`` without any proxy credential (a library may quote what it sent)."""
+        return redact_text(message, self._secrets) if self._secrets else message
 
 
 # Where an exchange is, as h11 keeps its states: its request is being sent, its body is

@@ -25,7 +25,9 @@ from urllib3.exceptions import (
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
+    ProxyError,
     ReadTimeoutError,
+    SSLError,
 )
 from urllib3.exceptions import (
     HTTPError as Urllib3Error,
@@ -35,9 +37,11 @@ from urllib3.util.connection import allowed_gai_family
 from .._abort import AbortSignal
 from .._errors import NetworkError, TimeoutError
 from .._headers import Headers
-from .._redact import redact_url
+from .._proxy import Proxy, ProxyRoutes
+from .._redact import redact_text, redact_url
 from .._request import Request
 from .._timeouts import Timeout
+from .._tls import tls_failure
 
 __all__ = ["RawResponse", "Transport"]
 
@@ -180,6 +184,14 @@ class _HTTPPool(HTTPConnectionPool):
 class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
+    def _validate_conn(self, conn: Any) -> None:
+        # urllib3 warns on every request whose certificate was not checked. Here that
+        # happens only when the caller chose verify=False; the async client does not warn
+        # either. The rest is urllib3's own step: connect early, so TLS fails here.
+        HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
 
 class RawResponse:
     """What the transport hands to the client: status line, headers and a body source."""
@@ -194,7 +206,11 @@ class RawResponse:
 
 
 class Transport:
-    """Sends one request over a urllib3 pool; follows no redirects and retries nothing."""
+    """Sends one request over a urllib3 pool; follows no redirects and retries nothing.
+
+    ``ssl_context``: see ``aifetch._tls.tls_context`` (``None``: urllib3's default).
+    ``proxy`` / ``trust_env``: see ``aifetch._proxy``; a ``ProxyManager`` per proxy URL.
+    """
 
     def __init__(
         self,
@@ -203,6 +219,7 @@ class Transport:
         max_connections_per_host: int = 0,
         ssl_context: ssl.SSLContext | bool | None = None,
         keepalive_timeout: float = 15.0,
+        proxy: str | None = None,
         trust_env: bool = False,
     ) -> None:
         kwargs: dict[str, Any] = {}
@@ -210,17 +227,42 @@ class Transport:
             kwargs["ssl_context"] = ssl_context
         elif ssl_context is False:
             kwargs["cert_reqs"] = "CERT_NONE"
-        self._pool = urllib3.PoolManager(
+        self._pool_kwargs: dict[str, Any] = dict(
             num_pools=max(10, max_connections),
             maxsize=max_connections_per_host or max_connections,
             block=False,
             retries=False,
             **kwargs,
         )
+        self._pool = urllib3.PoolManager(**self._pool_kwargs)
         self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        routes = ProxyRoutes(proxy, trust_env)
+        self._proxies = routes if routes.active else None
+        self._secrets = routes.secrets
+        self._via: dict[str, urllib3.ProxyManager] = {}
+        self._via_lock = threading.Lock()
+
+    def _manager(self, proxy: Proxy) -> urllib3.ProxyManager:
+        """The pools behind ``proxy``: CONNECT tunnels for https targets, absolute-form
+        requests to the proxy for http ones; its credentials go to the proxy only."""
+        with self._via_lock:
+            manager = self._via.get(proxy.url)
+            if manager is None:
+                headers = (
+                    {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+                )
+                manager = urllib3.ProxyManager(
+                    proxy.url, proxy_headers=headers, **self._pool_kwargs
+                )
+                manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+                self._via[proxy.url] = manager
+            return manager
 
     def close(self) -> None:
         self._pool.clear()
+        with self._via_lock:
+            for manager in self._via.values():
+                manager.clear()
 
     def send(self, request: Request, timeout: Timeout) -> RawResponse:
         signal = request.signal
@@ -243,11 +285,13 @@ class Transport:
         if chunked and not isinstance(body, Iterable):
             raise TypeError("the sync client streams only plain iterables of bytes")
 
+        proxy = None if self._proxies is None else self._proxies.for_url(request.url)
+        pool = self._pool if proxy is None else self._manager(proxy)
         flight = _Flight()
         handle = signal.add_listener(flight.abort) if signal is not None else None
         _current.flight = flight
         try:
-            resp = self._pool.request(
+            resp = pool.request(
                 request.method,
                 request.url,
                 body=body,
@@ -264,7 +308,7 @@ class Transport:
                 signal.remove_listener(handle)
             if flight.aborted and signal is not None:
                 raise signal.error() from None
-            raise _map_send_error(exc, request, timeout, limit, phase) from None
+            raise _map_send_error(exc, request, timeout, limit, phase, proxy) from None
         finally:
             _current.flight = None
         source = _Body(resp, flight, timeout.idle, request.deadline, signal, handle, request)
@@ -281,10 +325,32 @@ def _fold_headers(headers: Headers) -> Iterable[tuple[str, str]]:
 
 
 def _map_send_error(
-    exc: Exception, request: Request, timeout: Timeout, limit: float | None, phase: str
+    exc: Exception,
+    request: Request,
+    timeout: Timeout,
+    limit: float | None,
+    phase: str,
+    proxy: Proxy | None,
 ) -> Exception:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
+    if isinstance(exc, ProxyError) and proxy is not None:
+        cause = exc.original_error
+        tls = tls_failure(cause)
+        # The proxy's own words may quote what it was sent: never its credentials.
+        detail = f"TLS {tls}" if tls is not None else redact_text(str(cause), proxy.secrets)
+        if isinstance(cause, NewConnectionError):
+            # "<_HTTPSConnection(host=..., port=...)>: Failed to establish ...: [Errno ...]"
+            detail = "the proxy is unreachable: " + detail.rpartition(": ")[2]
+        return NetworkError(
+            f"could not reach {_what(request)} through the proxy {proxy.url}: {detail}",
+            phase="connect",
+        )
+    if isinstance(exc, SSLError):
+        return NetworkError(
+            f"could not connect: {_what(request)}: TLS {tls_failure(exc) or 'handshake failed'}",
+            phase="connect",
+        )
     # NewConnectionError subclasses ConnectTimeoutError in urllib3 v2 (kept for backwards
     # compatibility), so it is told apart first: a refused connection is not a timeout.
     if isinstance(exc, NewConnectionError):

@@ -95,6 +95,7 @@ class GatewayApp:
 
     async def aclose(self) -> None:
         """Close every upstream client."""
+        self.metrics.close()  # a worker's last metrics snapshot (--workers)
         self.flights.cancel_sweep()
         for upstream in self.upstreams.values():
             await upstream.aclose()

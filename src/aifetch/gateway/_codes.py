@@ -121,6 +121,12 @@ PIPE_ERROR = _spec(
     "a gateway pipe broke a rule (a stream for a non-stream call, a call to no route)",
 )
 SHUTTING_DOWN = _spec("shutting_down", 503, "the gateway is shutting down")
+TOO_MANY_CONNECTIONS = _spec(
+    "too_many_connections",
+    503,
+    "limits.max_connections are open and every one has a request in progress (the "
+    "connection is then closed)",
+)
 SERVER_BUSY = _spec(
     "server_busy", 503, "the request bodies held at once reached limits.max_buffered_body_bytes"
 )

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
+from .._proxy import ProxyRoutes, parse_proxy
+from .._tls import tls_context
 from .governance._config import (
     AdminConfig,
     GovernanceConfig,
@@ -32,6 +34,7 @@ __all__ = [
     "CallerConfig",
     "ConfigError",
     "CorsConfig",
+    "FilePipeConfig",
     "GatewayConfig",
     "LimitsConfig",
     "MockConfig",
@@ -90,6 +93,13 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     # half with several, so one caller's long streams cannot starve the others).
     max_connections_per_caller: int | None = None
     mock: MockConfig = MockConfig()
+    # The client's network settings (aifetch.AsyncClient's proxy, trust_env, verify, cert):
+    # an HTTP proxy URL; whether HTTP(S)_PROXY/NO_PROXY apply; True, False or a CA bundle
+    # path; a client certificate, one PEM path or [certificate, key].
+    proxy: str | None = None
+    trust_env: bool = False
+    verify: bool | str = True
+    cert: str | list[str] | None = None
 
 
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -157,10 +167,14 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_body_bytes: int = 4 * 1024 * 1024
     # All request bodies held at once (each is held until its call ends): past it, 503.
     max_buffered_body_bytes: int = 256 * 1024 * 1024
-    # Seconds a caller has to send the rest of a request (head and body) once its first
-    # bytes arrived; then 408 and the connection is closed. (Slow callers hold a
-    # connection and a task each; uvicorn bounds only idle keep-alive connections.)
+    # Seconds a caller has to send a whole request (head and body): from the accept for a
+    # connection's first request, from its first bytes for a later one; then 408 and the
+    # connection is closed. (Slow callers hold a connection and a task each; uvicorn
+    # bounds only idle keep-alive connections.)
     request_timeout: float = 30.0
+    # Open caller connections per process; lowered to fit the file-descriptor limit.
+    # Past it the longest-idle connection is closed to make room (see _protocol.py).
+    max_connections: int = 4096
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -182,6 +196,14 @@ class PipeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     # ``module:attr``. With ``options``, attr is a factory called as ``attr(**options)``.
     use: str
     options: dict[str, Any] | None = None
+
+
+class FilePipeConfig(PipeConfig, frozen=True, kw_only=True):
+    """A pipe entry read from a config file. ``folder`` is that file's folder, where
+    ``use`` may find its module; ``load_config`` sets it, the YAML cannot (entries are
+    decoded as ``PipeConfig``, which has no such key)."""
+
+    folder: str
 
 
 class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -224,7 +246,13 @@ def load_config(
     except RecursionError:
         # PyYAML's composer recurses per nesting level; no real config nests this deep.
         raise ConfigError(f"{os.fspath(path)}: YAML nested too deeply") from None
-    return parse_config(raw, env)
+    config = parse_config(raw, env)
+    if not config.pipes:
+        return config
+    # ``use: myapp.pipes:...`` next to the config file loads from there (see _pipes.py).
+    folder = str(Path(path).resolve().parent)
+    pipes = [FilePipeConfig(use=p.use, options=p.options, folder=folder) for p in config.pipes]
+    return msgspec.structs.replace(config, pipes=pipes)
 
 
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -326,6 +354,7 @@ def _check(config: GatewayConfig) -> None:
     _positive("limits.max_body_bytes", config.limits.max_body_bytes)
     if config.limits.max_buffered_body_bytes < config.limits.max_body_bytes:
         raise ConfigError("limits.max_buffered_body_bytes: must be at least limits.max_body_bytes")
+    _positive("limits.max_connections", config.limits.max_connections)
     if not config.limits.request_timeout > 0:  # (NaN fails this too)
         raise ConfigError("limits.request_timeout: must be a positive number of seconds")
     if not 0 <= config.server.port <= 65535:
@@ -354,10 +383,39 @@ def _check_upstream(path: str, upstream: UpstreamConfig) -> None:
             f"{path}.max_connections_per_caller: must be between 1 and max_connections"
         )
     _positive(f"{path}.mock.chunks", upstream.mock.chunks)
+    _check_network(path, upstream)
     for phase in ("pool", "connect", "first_byte", "idle", "total"):
         value = getattr(upstream.timeout, phase)
         if value is not None and value <= 0:
             raise ConfigError(f"{path}.timeout.{phase}: must be positive or null")
+
+
+def client_cert(upstream: UpstreamConfig) -> str | tuple[str, str] | None:
+    """``cert`` as the client takes it (a path, or a (certificate, key) pair)."""
+    cert = upstream.cert
+    return (cert[0], cert[1]) if isinstance(cert, list) else cert
+
+
+def _check_network(path: str, upstream: UpstreamConfig) -> None:
+    """The proxy URL, the environment's proxies and the TLS files, tried now: a typo is a
+    start-up error naming the key, never a failed call later. No message quotes the
+    proxy's credentials."""
+    if isinstance(upstream.cert, list) and len(upstream.cert) != 2:
+        raise ConfigError(f"{path}.cert: expected a PEM path, or [certificate, key]")
+    if upstream.trust_env:
+        try:
+            ProxyRoutes(None, trust_env=True)
+        except ValueError as exc:
+            raise ConfigError(f"{path}.trust_env: {exc}") from None
+    if upstream.proxy is not None:
+        try:
+            parse_proxy(upstream.proxy, f"{path}.proxy")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    try:
+        tls_context(upstream.verify, client_cert(upstream), trust_env=upstream.trust_env)
+    except ValueError as exc:
+        raise ConfigError(f"{path}.{exc}") from None
 
 
 def _check_model(path: str, model: ModelConfig, upstreams: dict[str, UpstreamConfig]) -> None:

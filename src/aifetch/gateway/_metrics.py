@@ -10,19 +10,43 @@ the inter-chunk gap on every upstream read.
 Labels are bounded: ``model`` is a configured public name, ``caller`` a configured caller
 name (``""`` without callers), ``upstream`` a configured upstream name. No key, URL or
 request content is ever a label.
+
+With ``aifetch serve --workers N`` each worker counts for itself, and a scrape reaches one
+worker at random; ``share(directory)`` makes every worker's ``/metrics`` show the sum of
+all of them. Each worker writes a snapshot of its figures to ``directory/<pid>-<id>.json``
+once a second (and when it closes), and a scrape adds the other workers' latest snapshots
+to its own live figures (so another worker's share is at most about a second old). This
+is what prometheus-client's multiprocess mode does, at the scrape rather than on every
+observation: that mode writes each observation to a memory-mapped file under a lock,
+which would cost the relay's per-read observation several microseconds. The observation
+path here is the same with or without sharing. A worker that exits leaves its last
+snapshot in place, so the totals never go back (Prometheus counters must not).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
+
+log = logging.getLogger("aifetch.gateway")
+
+# Seconds between two snapshots of a worker's figures (see share()).
+SHARE_INTERVAL = 1.0
+# A snapshot: each figure set's ``dump()`` by its key (see Metrics._sets).
+_Snapshot = dict[str, list[list[Any]]]
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -84,6 +108,20 @@ class _HistogramSet:
             family.add_metric(list(labels), series.cumulative(), series.total)
         return family
 
+    def dump(self) -> list[list[Any]]:
+        return [[list(labels), s.counts, s.total] for labels, s in self.series.items()]
+
+    def merged(self, dumps: Sequence[list[list[Any]]]) -> _HistogramSet:
+        """A copy with the series of ``dumps`` (other workers' ``dump()``) added in."""
+        out = _HistogramSet(self.name, self.doc, self.labels, self.bounds)
+        for rows in (self.dump(), *dumps):
+            for labels, counts, total in rows:
+                series = out.get(*labels)
+                if len(counts) == len(series.counts):
+                    series.counts = [a + b for a, b in zip(series.counts, counts, strict=True)]
+                    series.total += total
+        return out
+
 
 class _CounterSet:
     def __init__(self, name: str, doc: str, labels: list[str]) -> None:
@@ -99,6 +137,16 @@ class _CounterSet:
         for labels, value in self.values.items():
             family.add_metric([str(label) for label in labels], value)
         return family
+
+    def dump(self) -> list[list[Any]]:
+        return [[*labels, value] for labels, value in self.values.items()]
+
+    def merged(self, dumps: Sequence[list[list[Any]]]) -> _CounterSet:
+        out = _CounterSet(self.name, self.doc, self.labels)
+        for rows in (self.dump(), *dumps):
+            for row in rows:
+                out.add(tuple(row[:-1]), row[-1])
+        return out
 
 
 class _TokenCounts:
@@ -123,6 +171,16 @@ class _TokenCounts:
             family.add_metric([caller, model, "prompt"], float(prompt))
             family.add_metric([caller, model, "completion"], float(completion))
         return family
+
+    def dump(self) -> list[list[Any]]:
+        return [[caller, model, *counts] for (caller, model), counts in self.values.items()]
+
+    def merged(self, dumps: Sequence[list[list[Any]]]) -> _TokenCounts:
+        out = _TokenCounts(self.name, self.doc)
+        for rows in (self.dump(), *dumps):
+            for caller, model, prompt, completion in rows:
+                out.add(caller, model, prompt, completion)
+        return out
 
 
 class Metrics(Collector):
@@ -164,11 +222,93 @@ class Metrics(Collector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
+    # Set by share(): the directory of the workers' snapshots, and the snapshot timer.
+    _shared: Path | None = None
+    _own = ""
+    _flusher: asyncio.TimerHandle | None = None
+
+    def _sets(self) -> dict[str, _CounterSet | _TokenCounts | _HistogramSet]:
+        """Every figure set by its snapshot key, in the order ``collect`` yields them."""
+        return {
+            "requests": self.requests,
+            "tokens": self.tokens,
+            "retries": self.retries,
+            "fallbacks": self.fallbacks,
+            "added_latency": self.added_latency,
+            "ttft": self.ttft,
+            "gap": self.gap,
+        }
+
     def collect(self) -> Iterator[Metric]:
-        for counters in (self.requests, self.tokens, self.retries, self.fallbacks):
-            yield counters.family()
-        for histograms in (self.added_latency, self.ttft, self.gap):
-            yield histograms.family()
+        peers = self._peer_dumps() if self._shared is not None else []
+        for key, figures in self._sets().items():
+            for name, peer in peers:
+                rows = peer.get(key)
+                if rows is None:
+                    continue
+                try:
+                    figures = figures.merged([rows])
+                except (TypeError, ValueError):
+                    self._ignore(name)
+            yield figures.family()
+
+    # ------------------------------------------------------------ across workers
+
+    def share(self, directory: str | os.PathLike[str]) -> None:
+        """Show every worker's figures at this one's ``/metrics``: write this process's
+        snapshot to ``directory`` every ``SHARE_INTERVAL`` seconds, and add the other
+        snapshots found there to each scrape. Call it on the worker's running loop."""
+        self._shared = Path(directory)
+        self._own = f"{os.getpid()}-{id(self):x}.json"
+        self._ignored: set[str] = set()  # files that are not snapshots, warned about once
+        self._flusher = asyncio.get_running_loop().call_later(SHARE_INTERVAL, self._tick)
+
+    def close(self) -> None:
+        """Write the last snapshot (a worker's final figures stay in the totals)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        if self._shared is not None:
+            self._flush()
+
+    def _tick(self) -> None:
+        self._flush()
+        self._flusher = asyncio.get_running_loop().call_later(SHARE_INTERVAL, self._tick)
+
+    def _flush(self) -> None:
+        assert self._shared is not None
+        snapshot = {key: figures.dump() for key, figures in self._sets().items()}
+        path = self._shared / self._own
+        partial = path.with_suffix(".tmp")
+        try:
+            # A few kilobytes, once a second: written on the loop. The rename makes it
+            # appear whole to a reader.
+            partial.write_bytes(msgspec.json.encode(snapshot))
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("could not write the metrics snapshot %s: %s", path, exc.strerror)
+
+    def _peer_dumps(self) -> list[tuple[str, _Snapshot]]:
+        """The other processes' latest snapshots, by file name."""
+        assert self._shared is not None
+        dumps = []
+        try:
+            paths = [p for p in self._shared.glob("*.json") if p.name != self._own]
+        except OSError:
+            return []
+        for path in paths:
+            try:
+                dumps.append((path.name, msgspec.json.decode(path.read_bytes(), type=_Snapshot)))
+            except OSError:
+                continue  # gone meanwhile
+            except msgspec.DecodeError:
+                self._ignore(path.name)
+        return dumps
+
+    def _ignore(self, name: str) -> None:
+        if name not in self._ignored:
+            self._ignored.add(name)
+            log.warning("ignored %s in %s: not a metrics snapshot", name, self._shared)
 
     def request(self, model: str, status: int) -> None:
         self.requests.add((model, status))

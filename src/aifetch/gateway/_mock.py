@@ -9,6 +9,7 @@ as it does against a real upstream, offline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ import msgspec
 import aifetch
 
 from ._config import MockConfig
+from ._mock_checks import MockRefusal, check_request
 
 __all__ = ["MOCK_CREATED", "chat_chunks", "completion_chunks", "mock_pipe", "split_text"]
 
@@ -142,26 +144,58 @@ def _embeddings_body(model: str, inputs: str | list[Any] | None) -> bytes:
     return _encode({"object": "list", "data": data, "model": model, "usage": usage})
 
 
-async def _paced(blocks: list[bytes], interval: float) -> AsyncIterator[bytes]:
-    for block in blocks:
-        if interval > 0:
-            await asyncio.sleep(interval)
-        yield block
+async def _paced(
+    blocks: list[bytes], interval: float, signal: aifetch.AbortSignal | None
+) -> AsyncIterator[bytes]:
+    """``blocks`` one per ``interval``; an abort of the request ends the body at once with
+    ``AbortError``, as it ends a real upstream's read (a caller that left, a shutdown)."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def on_abort(_reason: object) -> None:
+        loop.call_soon_threadsafe(stopped.set)  # an abort may come from any thread
+
+    handle = signal.add_listener(on_abort) if signal is not None else None
+    try:
+        for block in blocks:
+            if interval > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), interval)
+            if signal is not None:
+                signal.throw_if_aborted()
+            yield block
+    finally:
+        if signal is not None:
+            signal.remove_listener(handle)
 
 
 _JSON = {"content-type": "application/json"}
 _SSE = {"content-type": "text/event-stream; charset=utf-8"}
 
 
-def _answer(config: MockConfig, path: str, body: bytes) -> aifetch.AsyncResponse:
+def _answer(
+    config: MockConfig, path: str, body: bytes, signal: aifetch.AbortSignal | None = None
+) -> aifetch.AsyncResponse:
     try:
-        req = msgspec.json.decode(body or b"{}", type=_MockRequest)
+        data = msgspec.json.decode(body or b"{}")
     except msgspec.DecodeError:
+        data = None
+    if not isinstance(data, dict):
         err = (
             b'{"error":{"message":"mock: invalid JSON body","type":"invalid_request_error",'
             b'"param":null,"code":null}}'
         )
         return aifetch.AsyncResponse(err, status=400, headers=_JSON)
+    # Refused as OpenAI refuses it, so code tried here fails the same way there.
+    refusal = check_request(path, data)
+    try:
+        req = msgspec.convert(data, _MockRequest)
+    except msgspec.ValidationError as exc:
+        # Fields the gateway checks before an upstream sees them (``model``, ``stream``,
+        # ``max_tokens``): met only by the mock used without the gateway in front.
+        refusal = refusal or MockRefusal(f"mock: {exc}", None, "invalid_type")
+    if refusal is not None:
+        return aifetch.AsyncResponse(_encode(refusal.body()), status=400, headers=_JSON)
     if path.endswith("/embeddings"):
         return aifetch.AsyncResponse(_embeddings_body(req.model, req.input), headers=_JSON)
     chunks = config.chunks if req.max_tokens is None else max(1, min(config.chunks, req.max_tokens))
@@ -175,7 +209,7 @@ def _answer(config: MockConfig, path: str, body: bytes) -> aifetch.AsyncResponse
     blocks = (completion_chunks if legacy else chat_chunks)(
         req.model, parts, usage if wants_usage else None
     )
-    return aifetch.AsyncResponse(_paced(blocks, config.interval), headers=_SSE)
+    return aifetch.AsyncResponse(_paced(blocks, config.interval, signal), headers=_SSE)
 
 
 _MODELS_PATH = "/models"
@@ -192,6 +226,6 @@ def mock_pipe(
             listing = {"object": "list", "data": [{"id": "mock", "object": "model"}]}
             return aifetch.AsyncResponse(_encode(listing), headers=_JSON)
         body = request.body if isinstance(request.body, bytes) else b""
-        return _answer(config, path, body)
+        return _answer(config, path, body, request.signal)
 
     return pipe

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._call import Call, Next, Pipe, Reply
-from ._config import ConfigError, PipeConfig
+from ._config import ConfigError, FilePipeConfig, PipeConfig
 from ._context import RequestContext
 from ._errors import GatewayError
 
@@ -28,7 +30,16 @@ __all__ = ["PipeChain", "load_pipes", "log_calls", "request_policy"]
 
 
 def load_pipes(configs: Sequence[PipeConfig]) -> list[Pipe]:
-    """Import each configured pipe; ``ConfigError`` names the entry that fails."""
+    """Import each configured pipe; ``ConfigError`` names the entry that fails.
+
+    A project's own pipes (``use: myapp.pipes:team_rules``) load without ``PYTHONPATH``:
+    the config file's folder and the working directory are put on the import path, as
+    ``python -m`` and uvicorn's ``--app-dir`` do for an app. They go after every entry
+    already there, so a file in those folders never shadows an installed module, and they
+    stay: a pipe that imports from its package later, at call time, still finds it.
+    """
+    roots = _import_roots(configs) if configs else []
+    _make_importable(roots)
     pipes = []
     for i, config in enumerate(configs):
         module_name, _, attr = config.use.partition(":")
@@ -37,7 +48,11 @@ def load_pipes(configs: Sequence[PipeConfig]) -> list[Pipe]:
             for part in attr.split("."):
                 target = getattr(target, part)
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"pipes[{i}].use: cannot load {config.use!r}: {exc}") from None
+            where = " and ".join(roots)
+            raise ConfigError(
+                f"pipes[{i}].use: cannot load {config.use!r}: {exc} "
+                f"(searched the import path, which includes {where})"
+            ) from None
         if config.options is not None:
             try:
                 target = target(**config.options)
@@ -47,6 +62,26 @@ def load_pipes(configs: Sequence[PipeConfig]) -> list[Pipe]:
             raise ConfigError(f"pipes[{i}].use: {config.use!r} is not callable")
         pipes.append(target)
     return pipes
+
+
+def _import_roots(configs: Sequence[PipeConfig]) -> list[str]:
+    """The config file's folder (when the config came from a file), then the working
+    directory."""
+    roots = [c.folder for c in configs if isinstance(c, FilePipeConfig)][:1]
+    cwd = os.getcwd()
+    if cwd not in roots:
+        roots.append(cwd)
+    return roots
+
+
+def _make_importable(roots: Sequence[str]) -> None:
+    # An empty entry on sys.path stands for the working directory.
+    present = {os.path.abspath(entry or os.curdir) for entry in sys.path}
+    added = [root for root in roots if root not in present]
+    if added:
+        sys.path.extend(added)
+        # Finders cache directory listings; a module written since must still be found.
+        importlib.invalidate_caches()
 
 
 class PipeChain:

@@ -8,10 +8,11 @@ reaches the upstream.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import aifetch
 
-from ._config import GatewayConfig, UpstreamConfig
+from ._config import GatewayConfig, UpstreamConfig, client_cert
 from ._mock import mock_pipe
 from ._secrets import Secrets
 from ._slots import Slots
@@ -20,13 +21,16 @@ __all__ = ["Upstream", "answer_headers", "configured_secrets"]
 
 
 def configured_secrets(config: GatewayConfig) -> Secrets:
-    """Every upstream key and header value in ``config``, and the metrics key: none may
-    reach a caller."""
+    """Every upstream key, header value and proxy password in ``config``, and the metrics
+    key: none may reach a caller."""
     values: list[str] = []
     for upstream in config.upstreams.values():
         if upstream.api_key:
             values.append(upstream.api_key)
         values.extend(upstream.headers.values())
+        password = urlsplit(upstream.proxy).password if upstream.proxy else None
+        if password:  # an echoing proxy must not hand its password to a caller either
+            values.append(password)
     if config.server.metrics_key:
         values.append(config.server.metrics_key)
     return Secrets(values)
@@ -64,6 +68,10 @@ class Upstream:
             # host; upstream hosts come only from config.
             redirect="error",
             max_connections=config.max_connections,
+            proxy=config.proxy,
+            trust_env=config.trust_env,
+            verify=config.verify,
+            cert=client_cert(config),
         )
         self.secrets = secrets
         size = config.max_connections

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from msgspec import UNSET
-
 from .._errors import ToolCallArgumentsError
 from ._types import (
     ChatCompletion,
@@ -189,13 +187,13 @@ class _ChoiceState:
             role=self.role or "assistant",
             content=content,
             refusal=refusal,
-            reasoning_content="".join(self.reasoning) if self.reasoning else UNSET,
-            reasoning_signature="".join(self.signature) if self.signature else UNSET,
-            tool_calls=tool_calls or UNSET,
+            reasoning_content="".join(self.reasoning) if self.reasoning else None,
+            reasoning_signature="".join(self.signature) if self.signature else None,
+            tool_calls=tool_calls or None,
             function_call=(
                 Function(name=self.fn_name or "", arguments="".join(self.fn_arguments))
                 if self.has_function_call
-                else UNSET
+                else None
             ),
         )
         logprobs = None

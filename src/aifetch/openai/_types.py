@@ -9,10 +9,10 @@ Azure, vLLM, Ollama, DeepSeek and other compatible servers.
 Encoding follows what OpenAI sends:
 
 * ``ChatCompletion``: ``content``, ``refusal`` and ``logprobs`` are always present (``null``
-  when empty); ``tool_calls``, ``function_call``, ``reasoning_content`` and
-  ``reasoning_signature`` are left out when the message has none. Those default to
-  ``msgspec.UNSET`` (falsy), which msgspec never encodes; a provider's explicit ``null``
-  decodes to ``None`` and encodes back as ``null``.
+  when empty). A field a provider left out reads as ``None`` (or an empty list), the same
+  as an explicit ``null``, as in openai-python: a caller never has to tell a third value
+  apart, and ``print(message)`` shows nothing that is not Python. Encoded, such a field is
+  written as ``null`` (openai-python's ``model_dump`` does the same).
 * ``ChatCompletionChunk``: deltas are sparse (only the fields that changed), as OpenAI sends
   them; ``finish_reason`` and ``logprobs`` are always present on a chunk's choice.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
-from msgspec import UNSET, UnsetType
 
 __all__ = [
     "ChatCompletion",
@@ -79,13 +78,13 @@ class ChoiceLogprobs(msgspec.Struct, gc=False):
 
 class Usage(msgspec.Struct, gc=False):
     """Token counts. The ``*_details`` breakdowns are kept as plain dicts because providers
-    add their own keys to them; they are left out when the provider sent none."""
+    add their own keys to them; ``None`` when the provider sent none."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    prompt_tokens_details: dict[str, Any] | UnsetType | None = UNSET
-    completion_tokens_details: dict[str, Any] | UnsetType | None = UNSET
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
 
 
 # --- the streamed chunk ------------------------------------------------------------------
@@ -174,16 +173,15 @@ class ToolCall(msgspec.Struct, gc=False):
 
 
 class ChatCompletionMessage(msgspec.Struct, gc=False):
-    """The assistant's message. See the module docstring for which fields are left out when
-    empty and which are sent as ``null``."""
+    """The assistant's message; a field the provider left out is ``None``."""
 
     role: str = "assistant"
     content: str | None = None
     refusal: str | None = None
-    reasoning_content: str | UnsetType | None = UNSET
-    reasoning_signature: str | UnsetType | None = UNSET
-    tool_calls: list[ToolCall] | UnsetType | None = UNSET
-    function_call: Function | UnsetType | None = UNSET
+    reasoning_content: str | None = None
+    reasoning_signature: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: Function | None = None
 
 
 class Choice(msgspec.Struct, gc=False):
