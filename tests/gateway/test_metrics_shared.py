@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from aifetch.gateway._metrics import Metrics
+from aifetch.gateway._usage import Usage
 
 
 def _value(text: str, sample: str) -> float:
@@ -19,7 +20,7 @@ def _value(text: str, sample: str) -> float:
 def _record(metrics: Metrics, calls: int, added: float, tokens: tuple[int, int]) -> None:
     for _ in range(calls):
         metrics.answered("gpt", 200, added)
-        metrics.tokens.add("alice", "gpt", *tokens)
+        metrics.tokens.add("alice", "gpt", Usage(*tokens))
     metrics.retry("gpt", "openai")
     metrics.gap_observer("gpt")(0.002)
 

@@ -20,6 +20,7 @@ from aifetch.gateway._failure import Failure
 from aifetch.gateway._mock import chat_chunks, split_text
 from aifetch.gateway._parse import decode_fields, patch_body, usage_of
 from aifetch.gateway._relay import RelayOutcome, _BlockFilter
+from aifetch.gateway._usage import Usage
 from aifetch.sse import parse_block
 
 
@@ -180,10 +181,10 @@ def test_filter_strips_and_records_usage() -> None:
     first = chunk({"content": "hi"})
     out, outcome = run_filter([first, USAGE, DONE], strip=True)
     assert out == first + DONE
-    assert outcome.usage == (3, 4)
+    assert outcome.usage == Usage(3, 4)
     kept, outcome = run_filter([first, USAGE, DONE], strip=False)
     assert kept == first + USAGE + DONE
-    assert outcome.usage == (3, 4)
+    assert outcome.usage == Usage(3, 4)
 
 
 def test_filter_removes_null_usage_members_when_stripping() -> None:
@@ -250,7 +251,7 @@ def test_patch_body_renames_only_the_top_level_model(body: bytes, expected: byte
     assert msgspec.json.decode(patched) == msgspec.json.decode(expected)
 
 
-def _usage_by_full_decode(content: bytes) -> tuple[int, int] | None:
+def _usage_by_full_decode(content: bytes) -> Usage | None:
     try:
         data = msgspec.json.decode(content)
     except msgspec.DecodeError:
@@ -258,7 +259,7 @@ def _usage_by_full_decode(content: bytes) -> tuple[int, int] | None:
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict):
         return None
-    return usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    return Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
 
 
 usage_objects = st.fixed_dictionaries(
@@ -353,3 +354,20 @@ def test_null_usage_is_stripped_in_any_spelling(
     stripped = strip_null_usage(block)
     assert msgspec.json.decode(stripped[6:-2]) == members
     assert b'"usage"' not in stripped
+
+
+def test_usage_reads_cached_and_reasoning_tokens_wherever_it_is_found() -> None:
+    usage = (
+        b'{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42,'
+        b'"prompt_tokens_details":{"cached_tokens":16,"audio_tokens":0},'
+        b'"completion_tokens_details":{"reasoning_tokens":8}}'
+    )
+    expected = Usage(30, 12, 16, 8)
+    assert usage_of(b'{"id":"x","choices":[],"usage":' + usage + b"}") == expected
+    outcome = RelayOutcome()
+    block = b'data: {"id":"x","choices":[],"usage":' + usage + b"}\n\n"
+    _BlockFilter(outcome, True, Reply(200, [], upstream="up")).process(block)
+    assert outcome.usage == expected
+    # Details that are null or missing count as none.
+    nulls = b'{"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":null}}'
+    assert usage_of(nulls) == Usage(3, 1)

@@ -34,6 +34,8 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
     fallbacks: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
     error: str | None = None
 
 
@@ -68,8 +70,10 @@ class AccessLog:
             ttft_ms=_ms(ctx.ttft) if ctx.ttft is not None else None,
             retries=ctx.retries,
             fallbacks=ctx.fallbacks,
-            prompt_tokens=usage[0] if usage is not None else None,
-            completion_tokens=usage[1] if usage is not None else None,
+            prompt_tokens=usage.prompt_tokens if usage is not None else None,
+            completion_tokens=usage.completion_tokens if usage is not None else None,
+            cached_tokens=usage.cached_tokens if usage is not None else None,
+            reasoning_tokens=usage.reasoning_tokens if usage is not None else None,
             error=ctx.error,
         )
         self.logger.info(_encode(record).decode())

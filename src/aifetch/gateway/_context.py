@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._call import Reply
     from ._flight import Flight
     from ._parse import RoutingFields
+    from ._usage import Usage
 
 __all__ = ["Handler", "Receive", "RequestContext", "Scope", "Send", "Stage", "stages"]
 
@@ -79,7 +80,7 @@ class RequestContext:
         self.upstream_time = 0.0  # seconds spent waiting on upstreams before the answer
         self.retries = self.fallbacks = 0
         self.ttft: float | None = None  # seconds to the first content event of a stream
-        self.usage: tuple[int, int] | None = None  # (prompt, completion) tokens
+        self.usage: Usage | None = None
 
     @property
     def caller_name(self) -> str | None:

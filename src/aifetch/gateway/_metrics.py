@@ -39,6 +39,8 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from ._usage import Usage
+
 __all__ = ["Metrics"]
 
 log = logging.getLogger("aifetch.gateway")
@@ -149,27 +151,38 @@ class _CounterSet:
         return out
 
 
+_TOKEN_KINDS = ("prompt", "completion", "cached", "reasoning")
+
+
 class _TokenCounts:
-    """Prompt and completion tokens per (caller, model): one dict entry per pair, updated
-    with one lookup per answer."""
+    """Tokens per (caller, model) and kind (``cached`` is part of ``prompt``, ``reasoning``
+    of ``completion``): one dict entry per pair, updated with one lookup per answer."""
 
     def __init__(self, name: str, doc: str) -> None:
         self.name, self.doc = name, doc
         self.values: dict[tuple[str, str], list[int]] = {}
 
-    def add(self, caller: str, model: str, prompt: int, completion: int) -> None:
-        counts = self.values.get((caller, model))
-        if counts is None:
-            self.values[(caller, model)] = [prompt, completion]
+    def add(self, caller: str, model: str, usage: Usage) -> None:
+        self.add_counts(
+            caller,
+            model,
+            [usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+             usage.reasoning_tokens],
+        )  # fmt: skip
+
+    def add_counts(self, caller: str, model: str, counts: list[int]) -> None:
+        kept = self.values.get((caller, model))
+        if kept is None:
+            self.values[(caller, model)] = list(counts)
         else:
-            counts[0] += prompt
-            counts[1] += completion
+            for i, count in enumerate(counts):
+                kept[i] += count
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=["caller", "model", "kind"])
-        for (caller, model), (prompt, completion) in self.values.items():
-            family.add_metric([caller, model, "prompt"], float(prompt))
-            family.add_metric([caller, model, "completion"], float(completion))
+        for (caller, model), counts in self.values.items():
+            for kind, count in zip(_TOKEN_KINDS, counts, strict=False):
+                family.add_metric([caller, model, kind], float(count))
         return family
 
     def dump(self) -> list[list[Any]]:
@@ -178,8 +191,8 @@ class _TokenCounts:
     def merged(self, dumps: Sequence[list[list[Any]]]) -> _TokenCounts:
         out = _TokenCounts(self.name, self.doc)
         for rows in (self.dump(), *dumps):
-            for caller, model, prompt, completion in rows:
-                out.add(caller, model, prompt, completion)
+            for caller, model, *counts in rows:
+                out.add_counts(caller, model, counts)
         return out
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import msgspec
 
 from . import _codes as codes
+from ._usage import Usage, UsageFields
 
 __all__ = ["RoutingFields", "decode_fields", "one_value_per_key", "patch_body", "usage_of"]
 
@@ -180,21 +181,16 @@ def patch_body(body: bytes, fields: RoutingFields, upstream_model: str, force_us
     return _encode(data)
 
 
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
 class _WithUsage(msgspec.Struct):
-    usage: _Usage | None = None
+    usage: UsageFields | None = None
 
 
 _usage_decoder = msgspec.json.Decoder(_WithUsage)
 _USAGE_KEY = b'"usage"'
 
 
-def usage_of(content: bytes) -> tuple[int, int] | None:
-    """(prompt, completion) tokens of a non-stream answer, or ``None`` without usage.
+def usage_of(content: bytes) -> Usage | None:
+    """The tokens of a non-stream answer, or ``None`` without usage.
 
     OpenAI-compatible servers put ``usage`` at the end, after ``choices`` (the bulk of the
     body), so the last ``"usage"`` is read first, as ``{`` + the rest of the body: that is
@@ -206,7 +202,7 @@ def usage_of(content: bytes) -> tuple[int, int] | None:
     at = content.rfind(_USAGE_KEY)
     if at < 0:
         return None
-    usage: _Usage | None
+    usage: UsageFields | None
     try:
         if at > 0 and content[at - 1] in b"{, \t\r\n":
             try:
@@ -217,4 +213,4 @@ def usage_of(content: bytes) -> tuple[int, int] | None:
             usage = _usage_decoder.decode(content).usage
     except msgspec.DecodeError:
         return None
-    return None if usage is None else (usage.prompt_tokens, usage.completion_tokens)
+    return None if usage is None else usage.value()

@@ -33,20 +33,16 @@ from ._downstream import Downstream
 from ._errors import GatewayError, error_event
 from ._events import error_message_of, is_error_data
 from ._secrets import Secrets
+from ._usage import Usage, UsageFields
 
 __all__ = ["RelayOutcome", "relay", "strip_null_usage"]
 
 log = logging.getLogger("aifetch.gateway")
 
 
-class _UsageFields(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
 class _UsageChunk(msgspec.Struct):
     choices: list[Any] | None = None
-    usage: _UsageFields | None = None
+    usage: UsageFields | None = None
 
 
 _usage_decoder = msgspec.json.Decoder(_UsageChunk)
@@ -77,7 +73,7 @@ class RelayOutcome:
     __slots__ = ("caller_gone", "done", "error", "usage")
 
     def __init__(self) -> None:
-        self.usage: tuple[int, int] | None = None
+        self.usage: Usage | None = None
         self.error: GatewayError | None = None
         self.done = False  # an event whose data is exactly [DONE] went out
         # The caller left before the stream ended (set before the response is ended, so
@@ -149,7 +145,7 @@ class _BlockFilter:
             return False
         if chunk.usage is None:
             return False
-        self.outcome.usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        self.outcome.usage = chunk.usage.value()
         return self.strip and chunk.choices == []
 
     def _hooked(self, blocks: list[bytes]) -> list[bytes]:

@@ -20,6 +20,7 @@ from ._metrics import Metrics
 from ._pipes import PipeChain
 from ._relay import relay
 from ._respond import encoded, send_whole, server_timing
+from ._usage import Usage
 
 __all__ = ["StreamCall", "count_tokens"]
 
@@ -105,9 +106,9 @@ class StreamCall:
         await send_whole(ctx, reply.status, reply.content or b"", encoded(reply.headers))
 
 
-def count_tokens(metrics: Metrics, ctx: RequestContext, call: Call, usage: tuple[int, int]) -> None:
-    """Record a call's (prompt, completion) tokens."""
-    metrics.tokens.add(call.caller or "", call.model, usage[0], usage[1])
+def count_tokens(metrics: Metrics, ctx: RequestContext, call: Call, usage: Usage) -> None:
+    """Record the tokens a call used."""
+    metrics.tokens.add(call.caller or "", call.model, usage)
     ctx.usage = usage
 
 

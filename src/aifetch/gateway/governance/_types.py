@@ -8,6 +8,7 @@ from typing import Literal
 
 import msgspec
 
+from .._usage import Usage
 from ._config import LimitConfig
 
 __all__ = [
@@ -140,21 +141,6 @@ class Estimate:
 
     def __repr__(self) -> str:
         return f"Estimate(prompt={self.prompt_tokens}, output={self.output_tokens})"
-
-
-class Usage(msgspec.Struct, frozen=True):
-    """Tokens an answer used, as the upstream reported them (OpenAI's ``usage``):
-    ``cached_tokens`` is part of ``prompt_tokens``, ``reasoning_tokens`` of
-    ``completion_tokens``."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 class LedgerRow(msgspec.Struct, kw_only=True):
