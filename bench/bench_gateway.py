@@ -15,7 +15,12 @@ Per target:
       other work on the machine takes the target's core);
     * sequential latency p50/p99 over one keep-alive connection (a blocking raw-socket
       client in this process, so client cost is small and the same for every target);
-    * 200-chunk streams, sequentially: time to the first ``data:`` byte and to the end.
+    * 200-chunk streams, sequentially: time to the first ``data:`` byte and to the end;
+    * 200-chunk streams at concurrency 32 (wrk): streams/s and the target's own CPU per
+      stream (the relay's cost; a stream is 200 upstream events relayed).
+With ``--before DIR`` a second aifetch, ``aifetch-before``, runs the source tree in DIR (an
+older checkout: ``git worktree add DIR <commit>``) beside the current one, so a change is
+measured against what it replaced in the same run.
 Every answer is checked for shape first, and the aifetch gateway's /metrics must show
 the completion tokens it counted meanwhile.
 
@@ -53,20 +58,24 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PYTHON = sys.executable
-ALL_TARGETS = ("direct", "passthrough", "aifetch", "litellm", "portkey")
-CORE_TARGETS = ("direct", "passthrough", "aifetch")  # measured every round
+ALL_TARGETS = ("direct", "passthrough", "aifetch", "aifetch-before", "litellm", "portkey")
+# Measured every round.
+CORE_TARGETS = ("direct", "passthrough", "aifetch", "aifetch-before")
 UPSTREAM_KEY = "sk-bench-upstream"
 CALLER_KEY = "sk-bench-caller"
 LITELLM_KEY = "sk-bench-litellm"
 LOAD_CORE, PROXY_CORE = "0", "1"
+BEFORE = ROOT / "before-not-given"  # --before
 CHUNKS = 200
 START_TIMEOUT = {"litellm": 90.0, "portkey": 30.0}
 STOP_TIMEOUT = 5.0
 IO_TIMEOUT = 10.0  # per socket operation: a hung proxy fails the run instead of stalling it
 
-# Targets from the issue, for the aifetch gateway.
+# Targets from the issues, for the aifetch gateway.
 MIN_RPS_RATIO = 0.8
 MAX_ADDED_P50_MS = 0.7
+MIN_STREAMS_RATIO = 0.9
+MAX_STREAM_CPU_RATIO = 1.2
 
 
 @dataclass(frozen=True)
@@ -306,10 +315,12 @@ def start_target(name: str, fake: tuple[int, int]) -> Target:
     if name == "passthrough":
         argv = [PYTHON, str(BENCH / "passthrough.py"), "--upstream", upstream, "--port", str(port)]
         return Target(name, port, auth, "gpt-4o-mini", Proc(name, pinned(PROXY_CORE, argv)))
-    if name == "aifetch":
+    if name in ("aifetch", "aifetch-before"):
         env |= {"FAKE_UPSTREAM_URL": upstream + "/v1", "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
                 "BENCH_CALLER_KEY": CALLER_KEY}  # fmt: skip
-        argv = [str(Path(PYTHON).parent / "aifetch"), "serve",
+        if name == "aifetch-before":
+            env["PYTHONPATH"] = str(BEFORE / "src")  # that tree's package, not this one
+        argv = [PYTHON, "-m", "aifetch.gateway._cli", "serve",
                 "--config", str(BENCH / "gateway_bench.yaml"), "--port", str(port)]  # fmt: skip
         headers = {"Authorization": f"Bearer {CALLER_KEY}"}
         proc = Proc(name, pinned(PROXY_CORE, argv), env)
@@ -342,6 +353,8 @@ def missing(name: str) -> str | None:
             return "not installed (run bench/setup_competitors.sh)"
         if shutil.which("node") is None:
             return "node not found"
+    if name == "aifetch-before" and not (BEFORE / "src" / "aifetch").is_dir():
+        return "give --before DIR, a source tree to compare with"
     if name == "aifetch":
         probe = [PYTHON, "-c", "import aifetch.gateway; aifetch.gateway.create_app"]
         if subprocess.run(probe, capture_output=True, cwd=ROOT).returncode != 0:
@@ -403,6 +416,9 @@ class Result:
     seq_p99_ms: float = 0.0
     stream_ttfb_p50_ms: float = 0.0
     stream_total_p50_ms: float = 0.0
+    streams_per_s: float = 0.0  # 200-chunk streams at the wrk concurrency
+    stream_load_p50_ms: float = 0.0
+    cpu_us_per_stream: float = 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -457,12 +473,12 @@ def _wrk_ms(text: str, label: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk_script(target: Target, directory: Path) -> Path:
+def wrk_script(target: Target, directory: Path, stream: bool = False) -> Path:
     # A Lua long bracket holds the JSON body verbatim, quotes and all.
-    lines = ['wrk.method = "POST"', f"wrk.body = [==[{target.body(False).decode()}]==]",
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{target.body(stream).decode()}]==]",
              'wrk.headers["Content-Type"] = "application/json"']  # fmt: skip
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items()]
-    path = directory / f"{target.name}.lua"
+    path = directory / f"{target.name}{'-stream' if stream else ''}.lua"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -517,13 +533,37 @@ def concurrent(target: Target, plan: Plan, result: Result, scratch: Path) -> Non
     result.wrk_errors = "; ".join(errors)
 
 
+def concurrent_streams(target: Target, plan: Plan, result: Result, scratch: Path) -> None:
+    """Streams/s at the wrk concurrency and the target's CPU per stream: wrk reads each
+    chunked answer to its end before sending the next request on the connection."""
+    script = wrk_script(target, scratch, stream=True)
+    run_wrk(target, script, plan.wrk_warmup_s, plan.concurrency)
+    cpu = group_cpu(target.cpu_group)
+    out = run_wrk(target, script, plan.wrk_seconds, plan.concurrency)
+    cpu = group_cpu(target.cpu_group) - cpu
+    done = re.search(r"(\d+) requests in", out)
+    if done is not None and int(done.group(1)):
+        result.cpu_us_per_stream = cpu / int(done.group(1)) * 1e6
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk output has no Requests/sec:\n{out}")
+    result.streams_per_s = float(match.group(1))
+    result.stream_load_p50_ms = _wrk_ms(out, "50%")
+    errors = [ln.strip() for ln in out.splitlines() if "Non-2xx" in ln or "Socket errors" in ln]
+    if errors:
+        result.wrk_errors = "; ".join(
+            filter(None, [result.wrk_errors, "streams: " + "; ".join(errors)])
+        )
+
+
 def measure(target: Target, plan: Plan, scratch: Path) -> Result:
     result = Result(target.name)
     check_replies(target)
     sequential(target, plan, result)
     concurrent(target, plan, result, scratch)
     streams(target, plan, result)
-    if target.name == "aifetch":
+    concurrent_streams(target, plan, result, scratch)
+    if target.name.startswith("aifetch"):
         check_accounting(target)
     return result
 
@@ -559,6 +599,9 @@ def best(rounds: list[Result]) -> Result:
     for name in _LATENCIES:
         setattr(out, name, min(getattr(r, name) for r in rounds))
     out.cpu_us_per_request = min(r.cpu_us_per_request for r in rounds)
+    out.streams_per_s = max(r.streams_per_s for r in rounds)
+    out.stream_load_p50_ms = min(r.stream_load_p50_ms for r in rounds)
+    out.cpu_us_per_stream = min(r.cpu_us_per_stream for r in rounds)
     out.wrk_errors = "; ".join(r.wrk_errors for r in rounds if r.wrk_errors)
     return out
 
@@ -581,21 +624,39 @@ def table(results: list[Result], c: int) -> list[str]:
             f"{r.cpu_us_per_request:.0f}",
         ]
         rows.append(f"| {r.target} | " + " | ".join(cells) + " |")
+    rows += ["", f"| target | streams/s c{c} | stream p50 c{c} ms | CPU µs/stream |",
+             "|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        rows.append(f"| {r.target} | {r.streams_per_s:,.0f} | {r.stream_load_p50_ms:.2f} | "
+                    f"{r.cpu_us_per_stream:.0f} |")  # fmt: skip
     return rows
 
 
 def per_round(rounds: dict[str, list[Result]]) -> list[str]:
     """aifetch against the passthrough round by round: both ran back to back, so the
     ratio is steadier than either number alone."""
-    gw, bare, base = rounds.get("aifetch", []), rounds.get("passthrough", []), rounds["direct"]
+    bare, base = rounds.get("passthrough", []), rounds["direct"]
     lines = []
-    for i, (g, b, d) in enumerate(zip(gw, bare, base, strict=False), 1):
-        cpu = g.cpu_us_per_request / b.cpu_us_per_request if b.cpu_us_per_request else 0.0
-        lines.append(f"round {i}: aifetch/passthrough req/s {g.rps / b.rps:.2f}x, "
-                     f"CPU per request {cpu:.2f}x; added seq p50 "
-                     f"aifetch +{g.seq_p50_ms - d.seq_p50_ms:.2f} ms, "
-                     f"passthrough +{b.seq_p50_ms - d.seq_p50_ms:.2f} ms")  # fmt: skip
+    for name in ("aifetch", "aifetch-before"):
+        for i, (g, b, d) in enumerate(zip(rounds.get(name, []), bare, base, strict=False), 1):
+            cpu = _ratio(g.cpu_us_per_request, b.cpu_us_per_request)
+            lines.append(f"round {i}: {name}/passthrough req/s {_ratio(g.rps, b.rps):.2f}x, "
+                         f"CPU per request {cpu:.2f}x; streams/s "
+                         f"{_ratio(g.streams_per_s, b.streams_per_s):.2f}x, CPU per stream "
+                         f"{_ratio(g.cpu_us_per_stream, b.cpu_us_per_stream):.2f}x; added seq "
+                         f"p50 {name} +{g.seq_p50_ms - d.seq_p50_ms:.2f} ms, "
+                         f"passthrough +{b.seq_p50_ms - d.seq_p50_ms:.2f} ms")  # fmt: skip
+    now, before = rounds.get("aifetch", []), rounds.get("aifetch-before", [])
+    for i, (n, o) in enumerate(zip(now, before, strict=False), 1):
+        lines.append(f"round {i}: aifetch/aifetch-before req/s {_ratio(n.rps, o.rps):.3f}x, "
+                     f"added seq p50 {n.seq_p50_ms - o.seq_p50_ms:+.3f} ms, streams/s "
+                     f"{_ratio(n.streams_per_s, o.streams_per_s):.3f}x, CPU per stream "
+                     f"{_ratio(n.cpu_us_per_stream, o.cpu_us_per_stream):.3f}x")  # fmt: skip
     return lines
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
 
 
 def verdict(by_name: dict[str, Result], c: int) -> list[str]:
@@ -613,6 +674,15 @@ def verdict(by_name: dict[str, Result], c: int) -> list[str]:
         out.append(
             f"aifetch / passthrough req/s at c{c}: {ratio:.2f}x ({ok} the >= {MIN_RPS_RATIO}x target)"
         )
+    if bare is not None and bare.streams_per_s and bare.cpu_us_per_stream:
+        ratio = gw.streams_per_s / bare.streams_per_s
+        ok = "meets" if ratio >= MIN_STREAMS_RATIO else "MISSES"
+        out.append(f"aifetch / passthrough streams/s at c{c}: {ratio:.2f}x "
+                   f"({ok} the >= {MIN_STREAMS_RATIO}x target)")  # fmt: skip
+        cpu = gw.cpu_us_per_stream / bare.cpu_us_per_stream
+        ok = "meets" if cpu <= MAX_STREAM_CPU_RATIO else "MISSES"
+        out.append(f"aifetch / passthrough CPU per stream: {cpu:.2f}x "
+                   f"({ok} the <= {MAX_STREAM_CPU_RATIO}x target)")  # fmt: skip
     for other in ("litellm", "portkey"):
         if (r := by_name.get(other)) is not None and r.rps:
             out.append(f"aifetch / {other} req/s at c{c}: {gw.rps / r.rps:.1f}x")
@@ -713,6 +783,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(default 3, 1 with --quick)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
+    parser.add_argument("--before", type=Path, help="a source tree to run as aifetch-before "
+                        "(an older commit, e.g. from `git worktree add`)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -733,7 +805,12 @@ def selected(only: str, quick: bool) -> tuple[list[str], dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BEFORE
     args = parse_args(argv)
+    if args.before is not None:
+        BEFORE = args.before.resolve()
+    elif not args.only:
+        args.only = ",".join(n for n in ALL_TARGETS if n != "aifetch-before")
     plan = dataclasses.replace(QUICK if args.quick else Plan(), concurrency=args.concurrency)
     args.rounds = args.rounds or (1 if args.quick else 3)
     if shutil.which("wrk") is None:

@@ -55,6 +55,10 @@ HEADERS = [
     (b"content-length", str(len(BODY)).encode()),
 ]
 CONCURRENCY = 32
+# --stream: 200-chunk streams instead (the fake upstream's --chunks), read to their end.
+STREAM = False
+STREAM_BODY = BODY[:-1] + b',"stream":true}'
+STREAM_HEADERS = [*HEADERS[:3], (b"content-length", str(len(STREAM_BODY)).encode())]
 
 
 async def call(app: App) -> None:
@@ -69,7 +73,7 @@ async def call(app: App) -> None:
         "raw_path": b"/v1/chat/completions",
         "root_path": "",
         "query_string": b"",
-        "headers": HEADERS,
+        "headers": STREAM_HEADERS if STREAM else HEADERS,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
@@ -80,7 +84,8 @@ async def call(app: App) -> None:
         nonlocal sent_body
         if not sent_body:
             sent_body = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            body = STREAM_BODY if STREAM else BODY
+            return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.sleep(3600)  # a caller that stays: never disconnects
         return {"type": "http.disconnect"}
 
@@ -234,11 +239,16 @@ def main() -> None:
         help="share the gateway's metrics through a directory, as each --workers process does",
     )
     parser.add_argument(
+        "--stream", action="store_true", help="CPU per 200-chunk stream rather than per request"
+    )
+    parser.add_argument(
         "--canned",
         action="store_true",
         help="time the aifetch app alone: its upstream answers at once, without a socket",
     )
     args = parser.parse_args()
+    global STREAM
+    STREAM = args.stream
     os.sched_setaffinity(0, {int(PROXY_CORE)})
     with upstream_server() as (port, _pid):
         uvloop.run(canned(args, port) if args.canned else measure(args, port))

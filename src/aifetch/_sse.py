@@ -350,8 +350,12 @@ class SSEBlockSplitter:
         line endings only (every OpenAI-compatible server's) is cut with one search from
         the end of the read rather than one per block. Anything else takes ``feed``.
         """
-        if self._bom_pending or self._cr_tail or data.find(b"\r") >= 0:
+        if self._cr_tail or data.find(b"\r") >= 0:
             return b"".join(self.feed(data))
+        if self._bom_pending:
+            data = self._take_bom(data)  # a BOM stays the first block's first bytes
+            if not data:
+                return b""
         pending = self._pending
         if pending:
             if pending.find(b"\r") >= 0:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from aifetch.gateway import GatewayError
 from aifetch.gateway._call import Reply
 from aifetch.gateway._codes import UPSTREAM_STATUS
+from aifetch.gateway._commit import Scan, scan, scan_batch
 from aifetch.gateway._config import RetryConfig
 from aifetch.gateway._dispatch import _wait
 from aifetch.gateway._errors import error_event
@@ -19,7 +20,7 @@ from aifetch.gateway._events import is_content_data, is_error_data
 from aifetch.gateway._failure import Failure
 from aifetch.gateway._mock import chat_chunks, split_text
 from aifetch.gateway._parse import decode_fields, patch_body, usage_of
-from aifetch.gateway._relay import RelayOutcome, _BlockFilter
+from aifetch.gateway._relay import RelayOutcome, _BlockFilter, strip_null_usage
 from aifetch.gateway._usage import Usage
 from aifetch.sse import parse_block
 
@@ -371,3 +372,48 @@ def test_usage_reads_cached_and_reasoning_tokens_wherever_it_is_found() -> None:
     # Details that are null or missing count as none.
     nulls = b'{"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":null}}'
     assert usage_of(nulls) == Usage(3, 1)
+
+
+_BLOCKS = [
+    chunk({"content": "hi"}),
+    chunk({"content": "an error in the story"}),
+    chunk({"content": "say [DONE] now"}),
+    chunk({"role": "assistant", "content": ""}),
+    b'data: {"id":"x","choices":[{"delta":{"content":"a"}}],"usage":null}\n\n',
+    b'data: {"id":"x","usage": null,"choices":[]}\n\n',
+    USAGE,
+    b": ping\n\n",
+    b"\n",
+    b'data: {"error": {"message": "overloaded"}}\n\n',
+    b'event: error\ndata: {"error": {"message": "cut"}}\n\n',
+    DONE,
+]
+
+
+@given(st.lists(st.sampled_from(_BLOCKS), max_size=12), st.booleans())
+def test_the_batch_is_looked_at_only_where_it_must_be(blocks: list[bytes], strip: bool) -> None:
+    # The relay's cut (blocks before the first one that needs a look go out untouched)
+    # gives what looking at every block gives.
+    batch = b"".join(blocks)
+    fast, slow = RelayOutcome(), RelayOutcome()
+    reply = Reply(200, [], upstream="up")
+    got = _BlockFilter(fast, strip, reply).process(batch)
+    everything = _BlockFilter(slow, strip, reply)
+    expected = everything._by_block(strip_null_usage(batch) if strip else batch)
+    assert got == expected
+    assert fast.usage == slow.usage
+    assert (fast.error is None) == (slow.error is None)
+    # Completion is read from the last [DONE]; it can only differ after an error, which
+    # ends the stream with the same error event either way.
+    assert fast.done == slow.done or fast.error is not None
+
+
+@given(st.lists(st.sampled_from(_BLOCKS), max_size=12))
+def test_the_commit_scan_of_a_whole_read_agrees_with_one_block_at_a_time(
+    blocks: list[bytes],
+) -> None:
+    by_block, joined = Scan(), Scan()
+    verdict = scan(blocks, by_block)
+    assert scan_batch(b"".join(blocks), joined) == verdict
+    assert b"".join(joined.held) == b"".join(by_block.held)
+    assert joined.error == by_block.error

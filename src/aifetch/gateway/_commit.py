@@ -20,7 +20,7 @@ from ._events import error_message_of, is_content_data, is_error_data
 from ._failure import Failure
 from ._upstream import Upstream, answer_headers
 
-__all__ = ["Scan", "Verdict", "open_stream", "scan"]
+__all__ = ["Scan", "Verdict", "open_stream", "scan", "scan_batch"]
 
 # What the blocks read so far say: keep reading, the stream is committed (a content event
 # arrived), or it failed (an error event came first).
@@ -39,6 +39,26 @@ class Scan:
         self.held: list[bytes] = []
         self.verdict: Verdict = "waiting"
         self.error = ""  # the upstream's message, when the verdict is "failed"
+
+
+def scan_batch(batch: bytes, state: Scan) -> Verdict:
+    """``scan`` over one read's complete blocks, joined (``SSEBlockSplitter.feed_joined``):
+    blocks are cut and parsed only up to the commit point, and what follows it in the read
+    is held as one piece, unread (an upstream that sends its whole answer at once would
+    otherwise have every block cut here)."""
+    if batch.find(b"\r") >= 0:  # line ends other than LF: the splitter knows them all
+        return scan(SSEBlockSplitter().feed(batch), state)
+    pos, size = 0, len(batch)
+    while pos < size:
+        if state.verdict == "committed":
+            state.held.append(batch[pos:])
+            return "committed"
+        # An empty line at a block's start is a block of its own; else LF LF ends one.
+        end = pos + 1 if batch[pos] == 0x0A else batch.find(b"\n\n", pos) + 2
+        if scan((batch[pos:end],), state) == "failed":
+            return "failed"
+        pos = end
+    return state.verdict
 
 
 def scan(blocks: Iterable[bytes], state: Scan) -> Verdict:
@@ -74,7 +94,8 @@ async def open_stream(
             await resp.aclose()
             message = f"upstream '{upstream.name}' sent {MAX_HELD} bytes without content"
             return Failure(codes.UPSTREAM_NO_CONTENT, message)
-        if scan(splitter.feed(chunk), state) != "waiting":
+        batch = splitter.feed_joined(chunk)
+        if batch and scan_batch(batch, state) != "waiting":
             break
     else:
         tail = splitter.close()
