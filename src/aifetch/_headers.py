@@ -94,8 +94,10 @@ class Headers:
         found: str | None = None
         # A plain loop rather than a list comprehension (a frame of its own before 3.12):
         # this runs several times per request.
+        size = len(lower)
         for n, v in self._items:
-            if n == lower or n.lower() == lower:
+            # A length check first: most names differ in length, and then need no lower().
+            if len(n) == size and (n == lower or n.lower() == lower):
                 found = v if found is None else f"{found}, {v}"
         return default if found is None else found
 

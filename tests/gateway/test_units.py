@@ -417,3 +417,24 @@ def test_the_commit_scan_of_a_whole_read_agrees_with_one_block_at_a_time(
     assert scan_batch(b"".join(blocks), joined) == verdict
     assert b"".join(joined.held) == b"".join(by_block.held)
     assert joined.error == by_block.error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"a","max_tokens":100000,"max_tokens":null}',
+        b'{"model":"a","stream":true,"stream":null}',
+        b'{"model":"a","n":5,"n":null}',
+        b'{"model":"a","model":"b"}',
+        b'{"mod\\u0065l":"a","model":"b"}',
+    ],
+)
+def test_a_repeated_routing_key_is_forwarded_once_even_when_the_last_is_null(body: bytes) -> None:
+    from aifetch.gateway._parse import one_value_per_key
+
+    fields = decode_fields(body)
+    sent = one_value_per_key(body)
+    assert sent != body
+    for key in (b'"model"', b'"max_tokens"', b'"stream"', b'"n"'):
+        assert sent.count(key) <= 1
+    assert decode_fields(sent) == fields

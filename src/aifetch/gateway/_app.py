@@ -56,7 +56,7 @@ class GatewayApp:
             name: Upstream(name, cfg, secrets, shared) for name, cfg in config.upstreams.items()
         }
         self.auth = Authenticator(config.callers)
-        self.flights = Flights()
+        self.flights = Flights(config.server.heartbeat)
         self.access = AccessLog(config.server.access_log)
         dispatcher = Dispatcher(self.upstreams, dict(config.models), self.metrics)
         chain = PipeChain(load_pipes(config.pipes), dispatcher)

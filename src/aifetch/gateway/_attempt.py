@@ -74,10 +74,11 @@ async def attempt(
             return Failure(codes.UPSTREAM_UNREACHABLE, message)
         if resp.status >= 300:
             return await _failed_status(upstream, resp)
-        ctype = resp.headers.get("content-type") or ""
+        headers = answer_headers(resp)
+        ctype = headers[0][1]
         try:
             if call.stream and ctype.startswith("text/event-stream"):
-                opened = await open_stream(upstream, resp, ctype)
+                opened = await open_stream(upstream, resp, headers)
                 if isinstance(opened, Reply) and opened.source is not None:
                     opened.source.slot, slot = slot, None  # the stream gives it back
                 return opened
@@ -96,7 +97,9 @@ async def attempt(
             await resp.aclose()
             message = f"upstream '{upstream.name}' broke the connection"
             return Failure(codes.UPSTREAM_RESET, message)
-        return Reply(resp.status, answer_headers(resp, ctype or "application/json"), content)
+        if not ctype:
+            headers[0] = ("content-type", "application/json")
+        return Reply(resp.status, headers, content)
     finally:
         if slot is not None:
             slot.release()

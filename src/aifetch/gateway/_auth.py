@@ -101,7 +101,8 @@ class Gate:
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
         if self.auth.enabled:
-            ctx.caller = self.auth.authenticate(ctx.headers)
+            caller = ctx.caller = self.auth.authenticate(ctx.headers)
+            ctx.caller_name = None if caller is None else caller.name
         else:
             client = ctx.scope.get("client")
             if client and not is_loopback_host(str(client[0])):

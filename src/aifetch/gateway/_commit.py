@@ -18,7 +18,7 @@ from . import _codes as codes
 from ._call import Reply, StreamSource
 from ._events import error_message_of, is_content_data, is_error_data
 from ._failure import Failure
-from ._upstream import Upstream, answer_headers
+from ._upstream import Upstream
 
 __all__ = ["Scan", "Verdict", "open_stream", "scan", "scan_batch"]
 
@@ -79,7 +79,7 @@ def scan(blocks: Iterable[bytes], state: Scan) -> Verdict:
 
 
 async def open_stream(
-    upstream: Upstream, resp: aifetch.AsyncResponse, ctype: str
+    upstream: Upstream, resp: aifetch.AsyncResponse, headers: list[tuple[str, str]]
 ) -> Reply | Failure:
     """Read ``resp`` up to its first content event: the committed ``Reply``, or why the
     stream was abandoned before anything reached the caller."""
@@ -102,7 +102,7 @@ async def open_stream(
         scan([tail] if tail else [], state)
     if state.verdict == "committed":
         source = StreamSource(resp, chunks, splitter, state.held, upstream.secrets)
-        return Reply(resp.status, answer_headers(resp, ctype), source=source)
+        return Reply(resp.status, headers, source=source)
     await resp.aclose()
     if state.verdict == "failed":
         message = upstream.secrets.scrub_text(state.error)

@@ -36,6 +36,7 @@ class RequestContext:
         "answer_headers",
         "body",
         "caller",
+        "caller_name",
         "error",
         "fallbacks",
         "fields",
@@ -68,6 +69,7 @@ class RequestContext:
         # Headers every answer to this request carries (CORS adds its own here).
         self.answer_headers: list[tuple[bytes, bytes]] = []
         self.caller: Caller | None = None
+        self.caller_name: str | None = None  # the caller's name, set with ``caller``
         self.body = b""  # a model call's body, once read (ReadBody)
         self.fields: RoutingFields | None = None  # and what the gateway routes on
         self.flight: Flight | None = None
@@ -81,10 +83,6 @@ class RequestContext:
         self.retries = self.fallbacks = 0
         self.ttft: float | None = None  # seconds to the first content event of a stream
         self.usage: Usage | None = None
-
-    @property
-    def caller_name(self) -> str | None:
-        return None if self.caller is None else self.caller.name
 
     def took(self, reply: Reply) -> None:
         """Note where the upstream part of the answer came from and what it cost."""

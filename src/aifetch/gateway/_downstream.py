@@ -1,16 +1,20 @@
-"""The caller's side of one streamed response, and the heartbeat that keeps it open."""
+"""The caller's side of one streamed response, and the heartbeat that keeps it open.
+
+There is no heartbeat task per stream: the sweep over the calls in flight (``_flight``)
+asks each stream whether it went quiet (``due``) and only then starts a ``beat``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aifetch.sse import encode_comment
 
 from ._context import Send
 
-__all__ = ["PING", "SSE_HEADERS", "Downstream", "heartbeat"]
+__all__ = ["PING", "SSE_HEADERS", "Downstream"]
 
 PING = encode_comment("ping")
 # text/event-stream is never cached, and a proxy in front must not buffer it.
@@ -25,7 +29,18 @@ class Downstream:
     the time of any write, to know when the line went quiet.
     """
 
-    __slots__ = ("begun", "early_headers", "last", "last_content", "on_gap", "send", "started")
+    __slots__ = (
+        "beat_task",
+        "beating",
+        "begun",
+        "early_headers",
+        "ended",
+        "last",
+        "last_content",
+        "on_gap",
+        "send",
+        "started",
+    )
 
     def __init__(
         self,
@@ -34,7 +49,8 @@ class Downstream:
         on_gap: Callable[[float], None] | None = None,
     ) -> None:
         self.send = send
-        self.started = False
+        self.started = self.ended = self.beating = False
+        self.beat_task: Any = None  # the beat on its way (kept: a task must be referenced)
         self.begun = self.last = time.monotonic()
         self.last_content: float | None = None
         # Headers for a commit forced by a heartbeat before the first content event.
@@ -59,24 +75,29 @@ class Downstream:
         await self.send({"type": "http.response.body", "body": PING, "more_body": True})
 
     async def end(self, data: bytes = b"") -> None:
+        self.ended = True
         await self.send({"type": "http.response.body", "body": data, "more_body": False})
 
+    def due(self, now: float, interval: float) -> bool:
+        """Has the stream been quiet for ``interval`` seconds (and no beat is on its way)?"""
+        return not (self.beating or self.ended) and now - self.last >= interval
 
-async def heartbeat(down: Downstream, interval: float) -> None:
-    """Send ``: ping`` whenever ``interval`` seconds pass without a write.
+    async def beat(self) -> None:
+        """Send ``: ping``.
 
-    Before the first content event this commits the response early (200, event stream):
-    a load balancer would otherwise cut a slow first token. Fallback still works after
-    such a commit (no content was sent), but a final failure then arrives as an SSE error
-    event instead of an HTTP status.
-    """
-    while True:
-        wait = down.last + interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-            continue
-        if not down.started:
-            # Server-Timing on an early commit: how long the gateway had waited so far.
-            waited = b"wait;dur=%.3f" % ((time.monotonic() - down.begun) * 1000)
-            await down.start(200, [*down.early_headers, (b"server-timing", waited)])
-        await down.ping()
+        Before the first content event this commits the response early (200, event
+        stream): a load balancer would otherwise cut a slow first token. Fallback still
+        works after such a commit (no content was sent), but a final failure then arrives
+        as an SSE error event instead of an HTTP status.
+        """
+        self.beating = True
+        try:
+            if self.ended:
+                return
+            if not self.started:
+                # Server-Timing on an early commit: how long the gateway had waited so far.
+                waited = b"wait;dur=%.3f" % ((time.monotonic() - self.begun) * 1000)
+                await self.start(200, [*self.early_headers, (b"server-timing", waited)])
+            await self.ping()
+        finally:
+            self.beating = False

@@ -1,8 +1,10 @@
 """Calls in flight, stoppable from outside: the caller went away, or shutdown came.
 
 A ``Flight`` is one model call's abort controller and its disconnect watch. ``Flights`` is
-the set of them the app keeps, for shutdown and for the sweep that starts the disconnect
-watch of long non-stream calls.
+the set of them the app keeps, for shutdown and for one sweep, a few times a second while
+any call runs, that starts the disconnect watch of calls that have run for a while and
+the heartbeat of streams that went quiet. A task or a timer per call cost more than the
+code in it (bench/README.md), and most calls end before either is needed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ._context import Receive
 
 if TYPE_CHECKING:
     from ._call import StreamSource
+    from ._downstream import Downstream
 
 __all__ = ["Flight", "Flights"]
 
@@ -37,7 +40,16 @@ class Flight(AbortController):
     (``watch_later``; the sweep calls ``watch_now``).
     """
 
-    __slots__ = ("_event", "_receive", "_watcher", "drain", "opened", "reason", "started")
+    __slots__ = (
+        "_event",
+        "_receive",
+        "_watcher",
+        "down",
+        "drain",
+        "opened",
+        "reason",
+        "started",
+    )
 
     def __init__(self, drain: bool, started: float) -> None:
         self.signal = AbortSignal()  # AbortController's own state, without a super() call
@@ -51,6 +63,7 @@ class Flight(AbortController):
         # the latest when the call ends (a pipe may drop one), so no connection or slot
         # outlives its call.
         self.opened: list[StreamSource] | None = None
+        self.down: Downstream | None = None  # a stream's caller side, for its heartbeat
 
     def opened_stream(self, source: StreamSource) -> None:
         if self.opened is None:
@@ -109,12 +122,15 @@ class Flight(AbortController):
 
 class Flights:
     """The calls in flight: refused once closing, stopped at the end of shutdown, and
-    swept every ``WATCH_AFTER`` seconds while any runs."""
+    swept while any runs (every ``WATCH_AFTER`` seconds, or every heartbeat interval when
+    that is shorter)."""
 
-    def __init__(self) -> None:
+    def __init__(self, heartbeat: float = 0.0) -> None:
         self._flights: set[Flight] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self.closing = False
+        self.heartbeat = heartbeat  # seconds a stream may be quiet; 0 = no heartbeat
+        self.every = min(WATCH_AFTER, heartbeat) if heartbeat > 0 else WATCH_AFTER
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -122,21 +138,27 @@ class Flights:
     def add(self, flight: Flight) -> None:
         self._flights.add(flight)
         if self._sweep is None:
-            self._sweep = asyncio.get_running_loop().call_later(WATCH_AFTER, self._run_sweep)
+            self._sweep = asyncio.get_running_loop().call_later(self.every, self._run_sweep)
 
     def discard(self, flight: Flight) -> None:
         self._flights.discard(flight)
 
     def _run_sweep(self) -> None:
-        """Start the disconnect watch of calls that have run for ``WATCH_AFTER``."""
+        """Start the disconnect watch of calls that have run for ``WATCH_AFTER``, and a
+        heartbeat for each stream quiet for the heartbeat interval."""
         self._sweep = None
         if not self._flights:
             return
         ran_long = time.perf_counter() - WATCH_AFTER
+        now, interval = time.monotonic(), self.heartbeat
         for flight in self._flights:
             if flight.started <= ran_long:
                 flight.watch_now()
-        self._sweep = asyncio.get_running_loop().call_later(WATCH_AFTER, self._run_sweep)
+            down = flight.down
+            if down is not None and interval > 0 and down.due(now, interval):
+                down.beating = True  # one beat at a time, even before its task runs
+                down.beat_task = asyncio.ensure_future(down.beat())
+        self._sweep = asyncio.get_running_loop().call_later(self.every, self._run_sweep)
 
     def close(self, grace: float) -> None:
         """Refuse new calls; stop the ones still running after ``grace`` seconds."""

@@ -163,12 +163,19 @@ class _TokenCounts:
         self.values: dict[tuple[str, str], list[int]] = {}
 
     def add(self, caller: str, model: str, usage: Usage) -> None:
-        self.add_counts(
-            caller,
-            model,
-            [usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
-             usage.reasoning_tokens],
-        )  # fmt: skip
+        kept = self.values.get((caller, model))
+        if kept is None:
+            self.values[(caller, model)] = [
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens,
+                usage.reasoning_tokens,
+            ]
+        else:  # once per answer: no loop, no list made
+            kept[0] += usage.prompt_tokens
+            kept[1] += usage.completion_tokens
+            kept[2] += usage.cached_tokens
+            kept[3] += usage.reasoning_tokens
 
     def add_counts(self, caller: str, model: str, counts: list[int]) -> None:
         kept = self.values.get((caller, model))

@@ -33,7 +33,7 @@ class ModelCall:
         self.chain = chain
         self.metrics = metrics
         self.flights = flights
-        self.streams = StreamCall(chain, metrics, config.server.heartbeat)
+        self.streams = StreamCall(chain, metrics)
 
     async def __call__(self, ctx: RequestContext) -> None:
         call = Call(ctx.path, ctx.body, ctx.caller_name, ctx.headers, ctx.fields)

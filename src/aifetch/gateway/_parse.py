@@ -79,29 +79,22 @@ def decode_fields(body: bytes) -> RoutingFields:
         ) from None
 
 
-_ROUTING_KEYS = tuple(b'"%s"' % name.encode() for name in RoutingFields.__struct_fields__)
-# A letter or "_" written as a \u escape: no encoder writes one (they escape only quotes,
-# backslashes, control characters and, some, non-ASCII or "<>&"), but it spells a key
-# the bytes search would miss ("mod\u0065l").
-_ESCAPED_LETTER = re.compile(rb"\\u00(?:4[1-9a-fA-F]|5[0-9aAfF]|6[1-9a-fA-F]|7[0-9aA])")
+# The top level only, each value kept as its raw JSON text (never parsed).
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def one_value_per_key(body: bytes) -> bytes:
     """``body`` with each top-level key once, keeping the value the gateway read.
 
     JSON parsers disagree on a repeated key (msgspec keeps the last, others the first), so
-    a body with ``"model"`` twice could be allowed on one value and served on the other.
-    When a routing key might repeat, the body is decoded (last value wins, as
-    ``decode_fields`` reads it) and encoded again; otherwise it is left as it is.
+    a body with ``"model"`` twice (or once more spelt with escapes, ``"mod\\u0065l"``)
+    could be allowed on one value and served on the other. The body is rebuilt from its
+    top-level members, the last of each name winning as in ``decode_fields``; the values
+    are copied as they are, never parsed. (This costs less than looking for repeated keys:
+    ~4k instructions on a small body against ~1.2k for each ``bytes.count``.)
     """
-    for key in _ROUTING_KEYS:
-        if body.count(key) > 1:
-            break
-    else:
-        if body.find(b"\\u00") < 0 or _ESCAPED_LETTER.search(body) is None:
-            return body
     try:
-        return _encode(msgspec.json.decode(body))
+        return _encode(_top_level.decode(body))
     except RecursionError:
         raise codes.INVALID_JSON("The request body's JSON is nested too deeply.") from None
 

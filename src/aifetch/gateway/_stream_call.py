@@ -7,14 +7,12 @@ early. Meanwhile the call's flight watches for the caller leaving.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 from . import _codes as codes
 from ._call import Call, Reply
 from ._context import RequestContext
-from ._downstream import SSE_HEADERS, Downstream, heartbeat
+from ._downstream import SSE_HEADERS, Downstream
 from ._errors import GatewayError, error_event
 from ._metrics import Metrics
 from ._pipes import PipeChain
@@ -28,24 +26,23 @@ _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
 class StreamCall:
-    def __init__(self, chain: PipeChain, metrics: Metrics, interval: float) -> None:
+    """The stream's heartbeat and its caller's disconnect watch are started by the sweep
+    over the calls in flight (``_flight``) once they are needed: a stream that ends within
+    a fraction of a second makes no task for either."""
+
+    def __init__(self, chain: PipeChain, metrics: Metrics) -> None:
         self.chain = chain
         self.metrics = metrics
-        self.heartbeat = interval  # seconds between pings; 0 = none
 
     async def __call__(self, ctx: RequestContext, call: Call) -> None:
         flight = ctx.flight
         assert flight is not None
-        down = Downstream(ctx.send, [_SSE_TYPE, *SSE_HEADERS, *ctx.answer_headers])
-        watcher = asyncio.ensure_future(flight.watch(ctx.receive))
-        beat = (
-            asyncio.ensure_future(heartbeat(down, self.heartbeat)) if self.heartbeat > 0 else None
-        )
+        down = flight.down = Downstream(ctx.send, [_SSE_TYPE, *SSE_HEADERS, *ctx.answer_headers])
+        flight.watch_later(ctx.receive)
         try:
             try:
                 reply = await self.chain.run(call, ctx)
             except GatewayError as exc:
-                _cancel(beat)
                 if exc.code != codes.MODEL_NOT_FOUND.code:  # never an unknown name as a label
                     self.metrics.request(call.model, exc.status)
                 if not down.started:
@@ -55,14 +52,13 @@ class StreamCall:
                     await down.end(error_event(exc))
                 return
             if reply.source is None:
-                _cancel(beat)
                 await self._late_plain(ctx, call, reply, down)
                 return
             await self._start(ctx, call, reply, down)
             outcome = await relay(ctx, call, reply, down)
         finally:
-            _cancel(beat)
-            watcher.cancel()
+            down.ended = True  # no heartbeat after this, whatever happened
+            flight.end_watch()
         if outcome.usage is not None:
             count_tokens(self.metrics, ctx, call, outcome.usage)
         error = outcome.error
@@ -110,8 +106,3 @@ def count_tokens(metrics: Metrics, ctx: RequestContext, call: Call, usage: Usage
     """Record the tokens a call used."""
     metrics.tokens.add(call.caller or "", call.model, usage)
     ctx.usage = usage
-
-
-def _cancel(task: asyncio.Future[Any] | None) -> None:
-    if task is not None:
-        task.cancel()

@@ -91,10 +91,18 @@ class Upstream:
         await self.client.aclose()
 
 
-def answer_headers(resp: aifetch.AsyncResponse, ctype: str) -> list[tuple[str, str]]:
-    """The upstream headers a successful answer carries to the caller: its type, and the
-    upstream's request id (what a support ticket asks for)."""
-    request_id = resp.headers.get("x-request-id")
+def answer_headers(resp: aifetch.AsyncResponse) -> list[tuple[str, str]]:
+    """The upstream headers a successful answer carries to the caller, content type first:
+    its type, and the upstream's request id (what a support ticket asks for). One pass
+    over the response's headers."""
+    ctype, request_id = "", None
+    for name, value in resp.headers.items():
+        if len(name) == 12:  # both names are 12 letters: others need no lower()
+            lower = name.lower()
+            if lower == "content-type" and not ctype:
+                ctype = value
+            elif lower == "x-request-id" and request_id is None:
+                request_id = value
     if request_id is None:
         return [("content-type", ctype)]
     return [("content-type", ctype), ("x-request-id", request_id)]
