@@ -26,6 +26,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -134,6 +135,9 @@ class Services:
     upstream_url: str
     gateway: Child
     gateway_url: str
+    # "aifetch", or "passthrough" (bench/passthrough.py in the gateway's place, the floor
+    # it is measured against): callers then send the upstream's own model name.
+    proxy: str = "aifetch"
 
     @property
     def gateway_port(self) -> int:
@@ -173,9 +177,15 @@ def gateway_yaml(upstream_url: str, max_connections: int) -> str:
 
 @contextlib.contextmanager
 def services(
-    workdir: Path, *, chunks: int, chunk_delay: float, max_connections: int
+    workdir: Path,
+    *,
+    chunks: int,
+    chunk_delay: float,
+    max_connections: int,
+    proxy: str = "aifetch",
 ) -> Iterator[Services]:
-    """The fake upstream and ``aifetch serve`` on free loopback ports; both stopped on exit."""
+    """The fake upstream and ``aifetch serve`` (or the bare passthrough) on free loopback
+    ports; both stopped on exit."""
     children: list[Child] = []
     try:
         upstream = Child(
@@ -188,19 +198,32 @@ def services(
         )
         children.append(upstream)
         upstream_url = upstream.wait_for(r"READY (http://127\.0\.0\.1:\d+)").group(1)
-        config = workdir / "gateway.yaml"
-        config.write_text(gateway_yaml(upstream_url, max_connections))
-        gateway = Child(
-            "gateway",
-            [
-                *(sys.executable, "-m", "aifetch.gateway._cli", "serve"),
-                *("--config", str(config), "--port", "0", "--log-level", "info"),
-            ],
-            workdir / "gateway.log",
-        )
-        children.append(gateway)
-        port = gateway.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/v1").group(1)
-        yield Services(upstream, upstream_url, gateway, f"http://127.0.0.1:{port}")
+        if proxy == "passthrough":
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                free = probe.getsockname()[1]
+            gateway = Child(
+                "passthrough",
+                [sys.executable, str(ROOT / "bench" / "passthrough.py"),
+                 "--upstream", upstream_url, "--port", str(free)],
+                workdir / "passthrough.log",
+            )  # fmt: skip
+            children.append(gateway)
+            port = gateway.wait_for(r"READY http://127\.0\.0\.1:(\d+)").group(1)
+        else:
+            config = workdir / "gateway.yaml"
+            config.write_text(gateway_yaml(upstream_url, max_connections))
+            gateway = Child(
+                "gateway",
+                [
+                    *(sys.executable, "-m", "aifetch.gateway._cli", "serve"),
+                    *("--config", str(config), "--port", "0", "--log-level", "info"),
+                ],
+                workdir / "gateway.log",
+            )
+            children.append(gateway)
+            port = gateway.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/v1").group(1)
+        yield Services(upstream, upstream_url, gateway, f"http://127.0.0.1:{port}", proxy)
     finally:
         for child in reversed(children):
             child.stop()
@@ -393,8 +416,10 @@ class _Load:
         duration: float,
         ramp: float,
         stream_timeout: float,
+        direct: bool = False,
     ) -> None:
         self.url = url + CHAT
+        self.direct = direct  # send each request as the upstream would take it
         self.plan = plan
         self.streams = streams
         self.duration = duration
@@ -446,7 +471,8 @@ class _Load:
         self.open += 1
         result.peak_open = max(result.peak_open, self.open)
         try:
-            async with session.post(self.url, data=variant.body, headers=self.headers) as resp:
+            body = variant.direct_body if self.direct else variant.body
+            async with session.post(self.url, data=body, headers=self.headers) as resp:
                 if resp.status != 200:
                     result.fail(f"status {resp.status}", (await resp.read())[:300].decode())
                     return
@@ -476,10 +502,13 @@ async def run_load(
     duration: float,
     ramp: float = 2.0,
     stream_timeout: float = 120.0,
+    direct: bool = False,
 ) -> LoadResult:
     """Hold ``streams`` streams open through the gateway at ``url`` for ``duration``
-    seconds after a ``ramp``; streams started before the deadline run to their end."""
-    return await _Load(url, plan, streams, duration, ramp, stream_timeout).run()
+    seconds after a ``ramp``; streams started before the deadline run to their end.
+    ``direct``: the proxy renames nothing (the passthrough), so callers send what the
+    upstream takes."""
+    return await _Load(url, plan, streams, duration, ramp, stream_timeout, direct).run()
 
 
 async def gateway_statuses(url: str) -> dict[str, float]:
@@ -543,8 +572,11 @@ async def measured_run(
 ) -> RunReport:
     """Warm up, measure the idle gateway, hold the load, settle, measure again."""
     plan = await expected(svc.upstream_url, variants(variant_count))
+    direct = svc.proxy == "passthrough"
     # Warm-up: lazy imports and first-use allocations are start-up cost, not load.
-    warm = await run_load(svc.gateway_url, plan, streams=warmup, duration=0.0, ramp=0.0)
+    warm = await run_load(
+        svc.gateway_url, plan, streams=warmup, duration=0.0, ramp=0.0, direct=direct
+    )
     if warm.error_count:
         raise RuntimeError(f"warm-up failed: {warm.first_errors}")
     await asyncio.sleep(0.5)
@@ -557,7 +589,9 @@ async def measured_run(
     began = time.monotonic()
     steady = (began + ramp + duration / 3, began + ramp + duration)
     with RssSampler(gw) as sampler:
-        load = await run_load(svc.gateway_url, plan, streams=streams, duration=duration, ramp=ramp)
+        load = await run_load(
+            svc.gateway_url, plan, streams=streams, duration=duration, ramp=ramp, direct=direct
+        )
     cpu = cpu_seconds(gw) - cpu0
     upstream_cpu, client_cpu = cpu_seconds(up) - up0, cpu_seconds(os.getpid()) - me0
     await asyncio.sleep(settle)
@@ -573,7 +607,7 @@ async def measured_run(
         rss_steady=(sampler.at(steady[0]), sampler.at(steady[1])),
         steady_seconds=steady[1] - steady[0],
         cpu_seconds=cpu,
-        statuses=await gateway_statuses(svc.gateway_url),
+        statuses={} if direct else await gateway_statuses(svc.gateway_url),
         tcp_before=tcp_before,
         tcp_after=tcp_after,
         fds_before=fds_before,
