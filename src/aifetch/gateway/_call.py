@@ -15,6 +15,8 @@ from ._slots import Slot
 
 if TYPE_CHECKING:
     import aifetch
+
+    from ._context import RequestContext
     from aifetch.sse import ServerSentEvent, SSEBlockSplitter
 
 __all__ = [
@@ -56,6 +58,7 @@ class Call:
     it runs as part of the same request (a disconnect or shutdown stops it too).
     """
 
+    _body: dict[str, Any] | None
     __slots__ = (
         "_body",
         "_raw",
@@ -74,24 +77,37 @@ class Call:
         body: bytes | dict[str, Any],
         caller: str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
-        fields: RoutingFields | None = None,
     ) -> None:
         self.route = route
         if isinstance(body, dict):
-            self._body: dict[str, Any] | None = body
             self._raw = _encode(body)
+            self._fill(decode_fields(self._raw), caller, headers or [])
+            self._body = body
         else:
-            self._body = None
             self._raw = body
-        # The gateway passes the fields it already read; a pipe's own call is read here.
-        self.fields = fields if fields is not None else decode_fields(self._raw)
-        self.model = self.fields.model
+            self._fill(decode_fields(body), caller, headers or [])
+
+    @classmethod
+    def of_request(cls, ctx: RequestContext) -> Call:
+        """The caller's own call, from the fields the body stage already read."""
+        call = cls.__new__(cls)
+        assert ctx.fields is not None  # read by the body stage before the model call
+        call.route, call._raw = ctx.path, ctx.body
+        call._fill(ctx.fields, ctx.caller_name, ctx.headers)
+        return call
+
+    def _fill(
+        self, fields: RoutingFields, caller: str | None, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self._body = None
+        self.fields = fields
+        self.model = fields.model
         # Whether the caller asked for a stream (read once from the body as sent).
-        self.stream = bool(self.fields.stream)
+        self.stream = bool(fields.stream)
         self.caller = caller
         # The caller's request headers (ASGI form, names lower-case), for inspection only:
         # none of them is forwarded upstream.
-        self.headers = headers if headers is not None else []
+        self.headers = headers
         self.extensions: dict[str, Any] = {}
 
     @property

@@ -36,7 +36,7 @@ class ModelCall:
         self.streams = StreamCall(chain, metrics)
 
     async def __call__(self, ctx: RequestContext) -> None:
-        call = Call(ctx.path, ctx.body, ctx.caller_name, ctx.headers, ctx.fields)
+        call = Call.of_request(ctx)
         # Draining is the model's choice, known once the dispatcher has found it.
         flight = ctx.flight = Flight(False, ctx.started)
         self.flights.add(flight)
