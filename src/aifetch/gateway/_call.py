@@ -15,9 +15,9 @@ from ._slots import Slot
 
 if TYPE_CHECKING:
     import aifetch
+    from aifetch.sse import ServerSentEvent, SSEBlockSplitter
 
     from ._context import RequestContext
-    from aifetch.sse import ServerSentEvent, SSEBlockSplitter
 
 __all__ = [
     "MODEL_ROUTES",
