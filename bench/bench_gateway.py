@@ -514,46 +514,53 @@ def group_cpu(pgid: int | None) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def concurrent(target: Target, plan: Plan, result: Result, scratch: Path) -> None:
-    script = wrk_script(target, scratch)
+@dataclass
+class WrkRun:
+    per_s: float  # requests (or streams) per second
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # the target's CPU per request (or stream)
+    errors: str
+
+
+def wrk_load(target: Target, plan: Plan, scratch: Path, stream: bool) -> WrkRun:
+    """A warm-up, then ``plan.wrk_seconds`` of wrk at ``plan.concurrency``, with the
+    target's CPU over the run. For a stream wrk reads each chunked answer to its end
+    before it sends the next request on the connection."""
+    script = wrk_script(target, scratch, stream)
     run_wrk(target, script, plan.wrk_warmup_s, plan.concurrency)
     cpu = group_cpu(target.cpu_group)
     out = run_wrk(target, script, plan.wrk_seconds, plan.concurrency)
     cpu = group_cpu(target.cpu_group) - cpu
     done = re.search(r"(\d+) requests in", out)
-    if done is not None and int(done.group(1)):
-        result.cpu_us_per_request = cpu / int(done.group(1)) * 1e6
+    count = int(done.group(1)) if done is not None else 0
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if match is None:
         raise RuntimeError(f"wrk output has no Requests/sec:\n{out}")
-    result.rps = float(match.group(1))
-    result.load_p50_ms = _wrk_ms(out, "50%")
-    result.load_p99_ms = _wrk_ms(out, "99%")
     errors = [ln.strip() for ln in out.splitlines() if "Non-2xx" in ln or "Socket errors" in ln]
-    result.wrk_errors = "; ".join(errors)
+    return WrkRun(
+        float(match.group(1)),
+        _wrk_ms(out, "50%"),
+        _wrk_ms(out, "99%"),
+        cpu / count * 1e6 if count else 0.0,
+        "; ".join(errors),
+    )
+
+
+def concurrent(target: Target, plan: Plan, result: Result, scratch: Path) -> None:
+    run = wrk_load(target, plan, scratch, stream=False)
+    result.rps, result.cpu_us_per_request = run.per_s, run.cpu_us
+    result.load_p50_ms, result.load_p99_ms = run.p50_ms, run.p99_ms
+    result.wrk_errors = run.errors
 
 
 def concurrent_streams(target: Target, plan: Plan, result: Result, scratch: Path) -> None:
-    """Streams/s at the wrk concurrency and the target's CPU per stream: wrk reads each
-    chunked answer to its end before sending the next request on the connection."""
-    script = wrk_script(target, scratch, stream=True)
-    run_wrk(target, script, plan.wrk_warmup_s, plan.concurrency)
-    cpu = group_cpu(target.cpu_group)
-    out = run_wrk(target, script, plan.wrk_seconds, plan.concurrency)
-    cpu = group_cpu(target.cpu_group) - cpu
-    done = re.search(r"(\d+) requests in", out)
-    if done is not None and int(done.group(1)):
-        result.cpu_us_per_stream = cpu / int(done.group(1)) * 1e6
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk output has no Requests/sec:\n{out}")
-    result.streams_per_s = float(match.group(1))
-    result.stream_load_p50_ms = _wrk_ms(out, "50%")
-    errors = [ln.strip() for ln in out.splitlines() if "Non-2xx" in ln or "Socket errors" in ln]
-    if errors:
-        result.wrk_errors = "; ".join(
-            filter(None, [result.wrk_errors, "streams: " + "; ".join(errors)])
-        )
+    """Streams/s at the wrk concurrency and the target's CPU per stream."""
+    run = wrk_load(target, plan, scratch, stream=True)
+    result.streams_per_s, result.cpu_us_per_stream = run.per_s, run.cpu_us
+    result.stream_load_p50_ms = run.p50_ms
+    if run.errors:
+        result.wrk_errors = "; ".join(filter(None, [result.wrk_errors, "streams: " + run.errors]))
 
 
 def measure(target: Target, plan: Plan, scratch: Path) -> Result:
