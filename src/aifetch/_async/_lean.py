@@ -81,6 +81,10 @@ class LeanTransport:
         """True when a proxy applies, so every request takes the aiohttp transport."""
         return self._fallback is not None
 
+    def census(self) -> tuple[int, int]:
+        """(connections in use, idle pooled connections) of the lean pool."""
+        return self._pool.census()
+
     async def aclose(self) -> None:
         gone = self._pool.close()
         if gone:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 __all__ = ["Connection", "Occupant", "Pool"]
 
@@ -53,8 +53,8 @@ class Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's does not subclass asyncio.Transport: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         occupant = self.occupant
@@ -310,5 +310,7 @@ class Pool:
         self._wake()
         return gone
 
-    def __len__(self) -> int:
-        return len(self._all)
+    def census(self) -> tuple[int, int]:
+        """(connections in use, idle connections): what a leak check counts."""
+        idle = sum(len(conns) for conns in self._idle.values())
+        return len(self._all) - idle, idle
