@@ -241,6 +241,36 @@ async def test_closing_the_client_fails_a_body_being_read(upstream: FakeUpstream
     assert "the client was closed" in str(info.value)
 
 
+async def test_an_answer_before_the_whole_request_body_stops_the_upload() -> None:
+    """A server may answer (413, say) and close before a streamed body ends: the upload
+    stops there, and the answer is what the caller gets, not a hang on an endless body."""
+
+    async def answer_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n")
+        writer.write(b"Content-Length: 8\r\n\r\ntoo much")
+        await writer.drain()
+        writer.close()
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 1024
+            await asyncio.sleep(0)
+
+    server = await asyncio.start_server(answer_early, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aifetch.AsyncClient(transport="lean", throw_http_errors=False) as client:
+            resp = await asyncio.wait_for(
+                client.post(f"http://127.0.0.1:{port}/up", body=endless()), GUARD
+            )
+            assert resp.status == 413
+            assert await resp.text() == "too much"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 def test_a_proxy_sends_through_aiohttp() -> None:
     assert LeanTransport(proxy="http://127.0.0.1:3128").proxied is True
     assert LeanTransport().proxied is False

@@ -162,11 +162,11 @@ class LeanTransport:
         if conn is not None:
             return conn
         conn = Connection(pool, target.origin)
-        tls = self._tls() if target.scheme == "https" else None
         loop = self._loop
         assert loop is not None
         deadline = asyncio.timeout(connect)
         try:
+            tls = self._tls() if target.scheme == "https" else None
             async with deadline:
                 await loop.create_connection(
                     lambda: conn,
@@ -226,14 +226,19 @@ async def _write_request(conn: Connection, request: Request, target: Target) -> 
 
 
 async def _write_chunks(conn: Connection, body: AsyncIterable[bytes] | Iterable[bytes]) -> None:
-    """A streamed request body, chunked (RFC 9112 §7.1), at the pace the socket takes it."""
+    """A streamed request body, chunked (RFC 9112 §7.1), at the pace the socket takes it;
+    it stops when the connection is gone (the response head says why, or that it failed)."""
     if isinstance(body, AsyncIterable):
         async for chunk in body:
+            if conn.dead:
+                return
             if chunk:
                 conn.write(frame_chunk(bytes(chunk)))
                 await conn.drain()
     else:
         for chunk in body:
+            if conn.dead:
+                return
             if chunk:
                 conn.write(frame_chunk(bytes(chunk)))
                 await conn.drain()
