@@ -3,6 +3,8 @@
 The aifetch gateway app (``bench/gateway_bench.yaml``: auth, usage accounting, metrics) and
 the bare passthrough app (``bench/passthrough.py``) are driven in this process by a small
 ASGI caller: 32 concurrent callers sending the request wrk sends in ``bench_gateway.py``.
+With ``--stream``, ``aifetch-lean`` runs beside them: the same app, its streaming calls on
+the lean transport (``stream_transport: lean``).
 Both stand in front of the fake upstream, which runs in another process on core 0; this
 process runs on core 1. Rounds alternate between the two apps. Each round reports CPU
 time per request (``time.process_time``); the difference is the gateway's own overhead,
@@ -12,6 +14,7 @@ the difference here is a few µs below the one in ``bench_gateway.py``'s CPU col
     .venv/bin/python bench/gateway_overhead.py [--requests 20000] [--rounds 5]
     .venv/bin/python bench/gateway_overhead.py --canned    # our code alone, no sockets
     .venv/bin/python bench/gateway_overhead.py --shared    # metrics shared as --workers does
+    .venv/bin/python bench/gateway_overhead.py --stream --requests 2000 --rounds 3 --warmup 20
 
 For an exact count rather than a time, run one app under valgrind's instruction counter
 (slow, ~3 ms per request) at two request counts and divide the difference by theirs:
@@ -35,6 +38,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
+import msgspec
 import uvloop
 from bench_gateway import BENCH, PROXY_CORE, upstream_server
 from passthrough import Passthrough
@@ -114,14 +118,22 @@ async def cpu_per_request(app: App, requests: int) -> float:
     return (time.process_time() - start) / (requests // CONCURRENCY * CONCURRENCY) * 1e6
 
 
-def _gateway(upstream_port: int) -> GatewayApp:
-    """The app ``aifetch serve --config bench/gateway_bench.yaml`` would serve."""
+def _gateway(upstream_port: int, stream_transport: str | None = None) -> GatewayApp:
+    """The app ``aifetch serve --config bench/gateway_bench.yaml`` would serve, its
+    streaming calls on ``stream_transport`` when given."""
     os.environ.update(
         FAKE_UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}/v1",
         FAKE_UPSTREAM_KEY="sk-bench-upstream",
         BENCH_CALLER_KEY=CALLER_KEY,
     )
-    return create_app(load_config(str(BENCH / "gateway_bench.yaml")))
+    config = load_config(str(BENCH / "gateway_bench.yaml"))
+    if stream_transport is not None:
+        upstreams = {
+            name: msgspec.structs.replace(upstream, stream_transport=stream_transport)
+            for name, upstream in config.upstreams.items()
+        }
+        config = msgspec.structs.replace(config, upstreams=upstreams)
+    return create_app(config)
 
 
 class _CannedBody:
@@ -186,13 +198,19 @@ async def _measure(
     args: argparse.Namespace, upstream_port: int, stack: contextlib.ExitStack
 ) -> None:
     apps: dict[str, App] = {}
-    gateway = passthrough = None
+    gateways: list[GatewayApp] = []
+    passthrough = None
     if args.only in (None, "aifetch"):
         gateway = apps["aifetch"] = _gateway(upstream_port)
+        gateways.append(gateway)
         if args.shared:
             # What each `aifetch serve --workers N` process does (a snapshot a second).
             shared = stack.enter_context(tempfile.TemporaryDirectory(prefix="aifetch-bench-"))
             gateway.metrics.share(shared)
+    if args.only in (None, "aifetch-lean") and STREAM:
+        # Only streaming calls take the lean transport: without --stream it is aifetch.
+        lean = apps["aifetch-lean"] = _gateway(upstream_port, "lean")
+        gateways.append(lean)
     if args.only in (None, "passthrough"):
         passthrough = Passthrough(f"http://127.0.0.1:{upstream_port}")
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -207,21 +225,27 @@ async def _measure(
             for name, app in apps.items():
                 rounds[name].append(await cpu_per_request(app, args.requests))
                 line.append(f"{name} {rounds[name][-1]:.1f} µs")
-            if len(apps) == 2:
-                gap = rounds["aifetch"][-1] - rounds["passthrough"][-1]
-                line.append(f"aifetch's own {gap:+.1f} µs")
+            if "passthrough" in apps:
+                for name in (n for n in apps if n.startswith("aifetch")):
+                    gap = rounds[name][-1] - rounds["passthrough"][-1]
+                    ratio = rounds[name][-1] / rounds["passthrough"][-1]
+                    line.append(f"{name}'s own {gap:+.1f} µs ({ratio:.2f}x)")
             print(f"round {i}: " + ", ".join(line), flush=True)
         best = {name: min(values) for name, values in rounds.items()}
         print(
             "best: " + ", ".join(f"{name} {value:.1f} µs/request" for name, value in best.items())
         )
-        if len(apps) == 2:
-            gaps = [a - p for a, p in zip(rounds["aifetch"], rounds["passthrough"], strict=True)]
-            print(
-                f"aifetch's own CPU per request, median of rounds: {statistics.median(gaps):.1f} µs"
-            )
+        if "passthrough" in apps:
+            for name in (n for n in apps if n.startswith("aifetch")):
+                pairs = zip(rounds[name], rounds["passthrough"], strict=True)
+                gaps, ratios = zip(*((a - p, a / p) for a, p in pairs), strict=True)
+                print(
+                    f"{name}'s own CPU per request, median of rounds: "
+                    f"{statistics.median(gaps):.1f} µs; {name}/passthrough CPU per request "
+                    f"{min(ratios):.2f}-{max(ratios):.2f}x"
+                )
     finally:
-        if gateway is not None:
+        for gateway in gateways:
             await gateway.aclose()
         if passthrough is not None and passthrough.session is not None:
             await passthrough.session.close()
@@ -232,7 +256,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="per app and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=200, help="requests per caller first")
-    parser.add_argument("--only", choices=["aifetch", "passthrough"])
+    parser.add_argument("--only", choices=["aifetch", "aifetch-lean", "passthrough"])
     parser.add_argument(
         "--shared",
         action="store_true",
