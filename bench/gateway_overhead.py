@@ -15,6 +15,7 @@ the difference here is a few µs below the one in ``bench_gateway.py``'s CPU col
     .venv/bin/python bench/gateway_overhead.py --canned    # our code alone, no sockets
     .venv/bin/python bench/gateway_overhead.py --shared    # metrics shared as --workers does
     .venv/bin/python bench/gateway_overhead.py --stream --requests 2000 --rounds 3 --warmup 20
+    .venv/bin/python bench/gateway_overhead.py --client   # the client alone, aiohttp vs lean
 
 For an exact count rather than a time, run one app under valgrind's instruction counter
 (slow, ~3 ms per request) at two request counts and divide the difference by theirs:
@@ -43,6 +44,7 @@ import uvloop
 from bench_gateway import BENCH, PROXY_CORE, upstream_server
 from passthrough import Passthrough
 
+import aifetch
 from aifetch._async._transport import RawResponse
 from aifetch._headers import Headers
 from aifetch.gateway import GatewayApp, create_app
@@ -189,6 +191,42 @@ async def canned(args: argparse.Namespace, upstream_port: int) -> None:
     print(f"best: {best:,.0f} ns per call (gateway and client code, no sockets)")
 
 
+async def client_streams(args: argparse.Namespace, upstream_port: int) -> None:
+    """CPU per 200-chunk stream of ``AsyncClient`` alone, read to its end, on each transport:
+    no gateway, no server in this process; rounds alternate between the two."""
+    url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    body = STREAM_BODY.replace(b"bench-model", b"gpt-4o-mini")
+    headers = {"content-type": "application/json"}
+    clients = {
+        name: aifetch.AsyncClient(transport=name, headers=headers) for name in ("aiohttp", "lean")
+    }
+
+    async def one(client: aifetch.AsyncClient) -> None:
+        resp = await client.fetch(url, method="POST", body=body)
+        async for _ in resp.body:
+            pass
+
+    async def run(client: aifetch.AsyncClient, requests: int) -> float:
+        async def caller() -> None:
+            for _ in range(requests // CONCURRENCY):
+                await one(client)
+
+        gc.collect()
+        start = time.process_time()
+        await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+        return (time.process_time() - start) / (requests // CONCURRENCY * CONCURRENCY) * 1e6
+
+    try:
+        for client in clients.values():
+            await run(client, args.warmup * CONCURRENCY)
+        for i in range(1, args.rounds + 1):
+            line = [f"{name} {await run(c, args.requests):.1f} µs" for name, c in clients.items()]
+            print(f"round {i}: " + ", ".join(line) + " per stream", flush=True)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
 async def measure(args: argparse.Namespace, upstream_port: int) -> None:
     with contextlib.ExitStack() as stack:
         await _measure(args, upstream_port, stack)
@@ -266,6 +304,11 @@ def main() -> None:
         "--stream", action="store_true", help="CPU per 200-chunk stream rather than per request"
     )
     parser.add_argument(
+        "--client",
+        action="store_true",
+        help="CPU per 200-chunk stream of the client alone, on aiohttp and on the lean transport",
+    )
+    parser.add_argument(
         "--canned",
         action="store_true",
         help="time the aifetch app alone: its upstream answers at once, without a socket",
@@ -275,7 +318,10 @@ def main() -> None:
     STREAM = args.stream
     os.sched_setaffinity(0, {int(PROXY_CORE)})
     with upstream_server() as (port, _pid):
-        uvloop.run(canned(args, port) if args.canned else measure(args, port))
+        if args.client:
+            uvloop.run(client_streams(args, port))
+        else:
+            uvloop.run(canned(args, port) if args.canned else measure(args, port))
 
 
 if __name__ == "__main__":
