@@ -5,6 +5,7 @@ Targets, each in front of the same fake upstream (``tests/support/fake_upstream.
     direct       the fake upstream itself: the baseline every "added" number is over
     passthrough  bench/passthrough.py: raw ASGI + aiohttp, nothing else (the floor)
     aifetch      `aifetch serve --config bench/gateway_bench.yaml` (auth, usage, metrics on)
+    aifetch-lean the same, its streaming calls on the lean transport (AIFETCH_STREAM_TRANSPORT=lean)
     litellm      LiteLLM proxy (bench/.venv-litellm, from bench/setup_competitors.sh)
     portkey      Portkey's gateway (bench/portkey/node_modules, same script)
 
@@ -58,9 +59,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PYTHON = sys.executable
-ALL_TARGETS = ("direct", "passthrough", "aifetch", "aifetch-before", "litellm", "portkey")
+ALL_TARGETS = (
+    "direct", "passthrough", "aifetch", "aifetch-lean", "aifetch-before", "litellm", "portkey"
+)  # fmt: skip
 # Measured every round.
-CORE_TARGETS = ("direct", "passthrough", "aifetch", "aifetch-before")
+CORE_TARGETS = ("direct", "passthrough", "aifetch", "aifetch-lean", "aifetch-before")
 UPSTREAM_KEY = "sk-bench-upstream"
 CALLER_KEY = "sk-bench-caller"
 LITELLM_KEY = "sk-bench-litellm"
@@ -76,6 +79,9 @@ MIN_RPS_RATIO = 0.8
 MAX_ADDED_P50_MS = 0.7
 MIN_STREAMS_RATIO = 0.9
 MAX_STREAM_CPU_RATIO = 1.2
+# The lean transport becomes the default for streams only at this many times the
+# passthrough's streams/s (and as much less CPU per stream).
+ADOPT_LEAN_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -315,9 +321,11 @@ def start_target(name: str, fake: tuple[int, int]) -> Target:
     if name == "passthrough":
         argv = [PYTHON, str(BENCH / "passthrough.py"), "--upstream", upstream, "--port", str(port)]
         return Target(name, port, auth, "gpt-4o-mini", Proc(name, pinned(PROXY_CORE, argv)))
-    if name in ("aifetch", "aifetch-before"):
+    if name in ("aifetch", "aifetch-lean", "aifetch-before"):
         env |= {"FAKE_UPSTREAM_URL": upstream + "/v1", "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
                 "BENCH_CALLER_KEY": CALLER_KEY}  # fmt: skip
+        # Streams on the lean transport; anything else as aifetch (the default: aiohttp).
+        env["AIFETCH_STREAM_TRANSPORT"] = "lean" if name == "aifetch-lean" else "aiohttp"
         if name == "aifetch-before":
             env["PYTHONPATH"] = str(BEFORE / "src")  # that tree's package, not this one
         argv = [PYTHON, "-m", "aifetch.gateway._cli", "serve",
@@ -355,7 +363,7 @@ def missing(name: str) -> str | None:
             return "node not found"
     if name == "aifetch-before" and not (BEFORE / "src" / "aifetch").is_dir():
         return "give --before DIR, a source tree to compare with"
-    if name == "aifetch":
+    if name in ("aifetch", "aifetch-lean"):
         probe = [PYTHON, "-c", "import aifetch.gateway; aifetch.gateway.create_app"]
         if subprocess.run(probe, capture_output=True, cwd=ROOT).returncode != 0:
             return "aifetch.gateway.create_app is not importable"
@@ -644,7 +652,7 @@ def per_round(rounds: dict[str, list[Result]]) -> list[str]:
     ratio is steadier than either number alone."""
     bare, base = rounds.get("passthrough", []), rounds["direct"]
     lines = []
-    for name in ("aifetch", "aifetch-before"):
+    for name in ("aifetch", "aifetch-lean", "aifetch-before"):
         for i, (g, b, d) in enumerate(zip(rounds.get(name, []), bare, base, strict=False), 1):
             cpu = _ratio(g.cpu_us_per_request, b.cpu_us_per_request)
             lines.append(f"round {i}: {name}/passthrough req/s {_ratio(g.rps, b.rps):.2f}x, "
@@ -690,9 +698,27 @@ def verdict(by_name: dict[str, Result], c: int) -> list[str]:
         ok = "meets" if cpu <= MAX_STREAM_CPU_RATIO else "MISSES"
         out.append(f"aifetch / passthrough CPU per stream: {cpu:.2f}x "
                    f"({ok} the <= {MAX_STREAM_CPU_RATIO}x target)")  # fmt: skip
+    out += _lean_verdict(by_name, c)
     for other in ("litellm", "portkey"):
         if (r := by_name.get(other)) is not None and r.rps:
             out.append(f"aifetch / {other} req/s at c{c}: {gw.rps / r.rps:.1f}x")
+    return out
+
+
+def _lean_verdict(by_name: dict[str, Result], c: int) -> list[str]:
+    """The lean transport against the issue's bar for making it the default."""
+    lean, bare, gw = by_name.get("aifetch-lean"), by_name.get("passthrough"), by_name.get("aifetch")
+    if lean is None or bare is None or not bare.streams_per_s or not lean.cpu_us_per_stream:
+        return []
+    rate = lean.streams_per_s / bare.streams_per_s
+    cpu = bare.cpu_us_per_stream / lean.cpu_us_per_stream
+    adopt = "meets" if min(rate, cpu) >= ADOPT_LEAN_RATIO else "MISSES"
+    out = [f"aifetch-lean / passthrough streams/s at c{c}: {rate:.2f}x, per stream "
+           f"{cpu:.2f}x less CPU ({adopt} the >= {ADOPT_LEAN_RATIO}x bar to be the default)"]  # fmt: skip
+    if gw is not None and gw.streams_per_s and lean.cpu_us_per_stream:
+        out.append(f"aifetch-lean / aifetch streams/s at c{c}: "
+                   f"{lean.streams_per_s / gw.streams_per_s:.2f}x, CPU per stream "
+                   f"{lean.cpu_us_per_stream / gw.cpu_us_per_stream:.2f}x")  # fmt: skip
     return out
 
 

@@ -3,6 +3,8 @@
 The aifetch gateway app (``bench/gateway_bench.yaml``: auth, usage accounting, metrics) and
 the bare passthrough app (``bench/passthrough.py``) are driven in this process by a small
 ASGI caller: 32 concurrent callers sending the request wrk sends in ``bench_gateway.py``.
+With ``--stream``, ``aifetch-lean`` runs beside them: the same app, its streaming calls on
+the lean transport (``stream_transport: lean``).
 Both stand in front of the fake upstream, which runs in another process on core 0; this
 process runs on core 1. Rounds alternate between the two apps. Each round reports CPU
 time per request (``time.process_time``); the difference is the gateway's own overhead,
@@ -12,6 +14,8 @@ the difference here is a few µs below the one in ``bench_gateway.py``'s CPU col
     .venv/bin/python bench/gateway_overhead.py [--requests 20000] [--rounds 5]
     .venv/bin/python bench/gateway_overhead.py --canned    # our code alone, no sockets
     .venv/bin/python bench/gateway_overhead.py --shared    # metrics shared as --workers does
+    .venv/bin/python bench/gateway_overhead.py --stream --requests 2000 --rounds 3 --warmup 20
+    .venv/bin/python bench/gateway_overhead.py --client   # the client alone, aiohttp vs lean
 
 For an exact count rather than a time, run one app under valgrind's instruction counter
 (slow, ~3 ms per request) at two request counts and divide the difference by theirs:
@@ -35,10 +39,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
+import msgspec
 import uvloop
 from bench_gateway import BENCH, PROXY_CORE, upstream_server
 from passthrough import Passthrough
 
+import aifetch
 from aifetch._async._transport import RawResponse
 from aifetch._headers import Headers
 from aifetch.gateway import GatewayApp, create_app
@@ -114,14 +120,22 @@ async def cpu_per_request(app: App, requests: int) -> float:
     return (time.process_time() - start) / (requests // CONCURRENCY * CONCURRENCY) * 1e6
 
 
-def _gateway(upstream_port: int) -> GatewayApp:
-    """The app ``aifetch serve --config bench/gateway_bench.yaml`` would serve."""
+def _gateway(upstream_port: int, stream_transport: str | None = None) -> GatewayApp:
+    """The app ``aifetch serve --config bench/gateway_bench.yaml`` would serve, its
+    streaming calls on ``stream_transport`` when given."""
     os.environ.update(
         FAKE_UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}/v1",
         FAKE_UPSTREAM_KEY="sk-bench-upstream",
         BENCH_CALLER_KEY=CALLER_KEY,
     )
-    return create_app(load_config(str(BENCH / "gateway_bench.yaml")))
+    config = load_config(str(BENCH / "gateway_bench.yaml"))
+    if stream_transport is not None:
+        upstreams = {
+            name: msgspec.structs.replace(upstream, stream_transport=stream_transport)
+            for name, upstream in config.upstreams.items()
+        }
+        config = msgspec.structs.replace(config, upstreams=upstreams)
+    return create_app(config)
 
 
 class _CannedBody:
@@ -177,6 +191,42 @@ async def canned(args: argparse.Namespace, upstream_port: int) -> None:
     print(f"best: {best:,.0f} ns per call (gateway and client code, no sockets)")
 
 
+async def client_streams(args: argparse.Namespace, upstream_port: int) -> None:
+    """CPU per 200-chunk stream of ``AsyncClient`` alone, read to its end, on each transport:
+    no gateway, no server in this process; rounds alternate between the two."""
+    url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    body = STREAM_BODY.replace(b"bench-model", b"gpt-4o-mini")
+    headers = {"content-type": "application/json"}
+    clients = {
+        name: aifetch.AsyncClient(transport=name, headers=headers) for name in ("aiohttp", "lean")
+    }
+
+    async def one(client: aifetch.AsyncClient) -> None:
+        resp = await client.fetch(url, method="POST", body=body)
+        async for _ in resp.body:
+            pass
+
+    async def run(client: aifetch.AsyncClient, requests: int) -> float:
+        async def caller() -> None:
+            for _ in range(requests // CONCURRENCY):
+                await one(client)
+
+        gc.collect()
+        start = time.process_time()
+        await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+        return (time.process_time() - start) / (requests // CONCURRENCY * CONCURRENCY) * 1e6
+
+    try:
+        for client in clients.values():
+            await run(client, args.warmup * CONCURRENCY)
+        for i in range(1, args.rounds + 1):
+            line = [f"{name} {await run(c, args.requests):.1f} µs" for name, c in clients.items()]
+            print(f"round {i}: " + ", ".join(line) + " per stream", flush=True)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
 async def measure(args: argparse.Namespace, upstream_port: int) -> None:
     with contextlib.ExitStack() as stack:
         await _measure(args, upstream_port, stack)
@@ -186,13 +236,19 @@ async def _measure(
     args: argparse.Namespace, upstream_port: int, stack: contextlib.ExitStack
 ) -> None:
     apps: dict[str, App] = {}
-    gateway = passthrough = None
+    gateways: list[GatewayApp] = []
+    passthrough = None
     if args.only in (None, "aifetch"):
         gateway = apps["aifetch"] = _gateway(upstream_port)
+        gateways.append(gateway)
         if args.shared:
             # What each `aifetch serve --workers N` process does (a snapshot a second).
             shared = stack.enter_context(tempfile.TemporaryDirectory(prefix="aifetch-bench-"))
             gateway.metrics.share(shared)
+    if args.only in (None, "aifetch-lean") and STREAM:
+        # Only streaming calls take the lean transport: without --stream it is aifetch.
+        lean = apps["aifetch-lean"] = _gateway(upstream_port, "lean")
+        gateways.append(lean)
     if args.only in (None, "passthrough"):
         passthrough = Passthrough(f"http://127.0.0.1:{upstream_port}")
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -207,21 +263,27 @@ async def _measure(
             for name, app in apps.items():
                 rounds[name].append(await cpu_per_request(app, args.requests))
                 line.append(f"{name} {rounds[name][-1]:.1f} µs")
-            if len(apps) == 2:
-                gap = rounds["aifetch"][-1] - rounds["passthrough"][-1]
-                line.append(f"aifetch's own {gap:+.1f} µs")
+            if "passthrough" in apps:
+                for name in (n for n in apps if n.startswith("aifetch")):
+                    gap = rounds[name][-1] - rounds["passthrough"][-1]
+                    ratio = rounds[name][-1] / rounds["passthrough"][-1]
+                    line.append(f"{name}'s own {gap:+.1f} µs ({ratio:.2f}x)")
             print(f"round {i}: " + ", ".join(line), flush=True)
         best = {name: min(values) for name, values in rounds.items()}
         print(
             "best: " + ", ".join(f"{name} {value:.1f} µs/request" for name, value in best.items())
         )
-        if len(apps) == 2:
-            gaps = [a - p for a, p in zip(rounds["aifetch"], rounds["passthrough"], strict=True)]
-            print(
-                f"aifetch's own CPU per request, median of rounds: {statistics.median(gaps):.1f} µs"
-            )
+        if "passthrough" in apps:
+            for name in (n for n in apps if n.startswith("aifetch")):
+                pairs = zip(rounds[name], rounds["passthrough"], strict=True)
+                gaps, ratios = zip(*((a - p, a / p) for a, p in pairs), strict=True)
+                print(
+                    f"{name}'s own CPU per request, median of rounds: "
+                    f"{statistics.median(gaps):.1f} µs; {name}/passthrough CPU per request "
+                    f"{min(ratios):.2f}-{max(ratios):.2f}x"
+                )
     finally:
-        if gateway is not None:
+        for gateway in gateways:
             await gateway.aclose()
         if passthrough is not None and passthrough.session is not None:
             await passthrough.session.close()
@@ -232,7 +294,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="per app and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=200, help="requests per caller first")
-    parser.add_argument("--only", choices=["aifetch", "passthrough"])
+    parser.add_argument("--only", choices=["aifetch", "aifetch-lean", "passthrough"])
     parser.add_argument(
         "--shared",
         action="store_true",
@@ -240,6 +302,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--stream", action="store_true", help="CPU per 200-chunk stream rather than per request"
+    )
+    parser.add_argument(
+        "--client",
+        action="store_true",
+        help="CPU per 200-chunk stream of the client alone, on aiohttp and on the lean transport",
     )
     parser.add_argument(
         "--canned",
@@ -251,7 +318,10 @@ def main() -> None:
     STREAM = args.stream
     os.sched_setaffinity(0, {int(PROXY_CORE)})
     with upstream_server() as (port, _pid):
-        uvloop.run(canned(args, port) if args.canned else measure(args, port))
+        if args.client:
+            uvloop.run(client_streams(args, port))
+        else:
+            uvloop.run(canned(args, port) if args.canned else measure(args, port))
 
 
 if __name__ == "__main__":

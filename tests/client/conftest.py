@@ -1,8 +1,10 @@
-"""Fixtures for the client suite: every scenario runs on the async and the sync client.
+"""Fixtures for the client suite: every scenario runs on the async and the sync client,
+and on the async client over the lean transport.
 
 Tests are written once, as blocking code. The sync flavour is ``aifetch.Client`` itself;
 the async flavour is ``aifetch.AsyncClient`` driven through a facade that runs each call
-on one background event-loop thread and offers the same blocking methods. Pipes are
+on one background event-loop thread and offers the same blocking methods; the lean flavour
+is that facade over ``AsyncClient(transport="lean")``. Pipes are
 written once too, as generators that yield effects (``Send``, ``Close``, ``Synthetic``,
 ``MapBody``) which each flavour performs its own way.
 
@@ -395,6 +397,8 @@ class Flavour:
         client: ClientFacade
         if self.name == "async":
             client = AsyncClientFacade(self.lt, **options)
+        elif self.name == "lean":
+            client = AsyncClientFacade(self.lt, transport="lean", **options)
         else:
             client = SyncClientFacade(**options)
         self._clients.append(client)
@@ -405,7 +409,11 @@ class Flavour:
             client.close()
 
 
-@pytest.fixture(params=["async", "sync"])
+# The clients every scenario runs on: "lean" is AsyncClient(transport="lean").
+FLAVOURS = ["async", "lean", "sync"]
+
+
+@pytest.fixture(params=FLAVOURS)
 def make_client(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[Flavour]:
     """``make_client(**options)`` builds a client of the test's flavour."""
     flavour = Flavour(request.param, loop_thread)
@@ -470,9 +478,10 @@ class AbortCase:
     aborter: Aborter
 
 
-@pytest.fixture(params=["async-task", "async-thread", "sync-thread"])
+@pytest.fixture(params=["async-task", "async-thread", "lean-task", "lean-thread", "sync-thread"])
 def abort_case(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[AbortCase]:
-    """A client and a way to abort its request: from another task (async only) or thread."""
+    """A client and a way to abort its request: from another task (async and lean) or
+    thread."""
     flavour_name, via = request.param.split("-")
     flavour = Flavour(flavour_name, loop_thread)
     aborter = Aborter(via, loop_thread)

@@ -26,7 +26,7 @@ SECRETS = (
     quote(PASSWORD, safe=""),
     base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
 )
-FLAVOURS = ["async", "sync"]
+FLAVOURS = ["async", "lean", "sync"]  # lean: AsyncClient(transport="lean")
 _ENV = (
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -83,6 +83,9 @@ def get(flavour: str, url: str, **client: Any) -> dict[str, Any]:
         with aifetch.Client(**client) as sync_client:
             answer: dict[str, Any] = sync_client.get(url).json()
             return answer
+
+    if flavour == "lean":
+        client["transport"] = "lean"
 
     async def run() -> dict[str, Any]:
         async with aifetch.AsyncClient(**client) as async_client:

@@ -13,7 +13,7 @@ import functools
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiohttp
 import yarl
@@ -28,7 +28,13 @@ from .._request import Request
 from .._timeouts import Timeout
 from .._tls import tls_failure
 
-__all__ = ["RawResponse", "Transport"]
+if TYPE_CHECKING:
+    from ._response import BodySource
+
+__all__ = ["RawResponse", "Sender", "Transport", "TransportName", "make_transport"]
+
+# The transports an AsyncClient can be made with (``transport=``).
+TransportName = Literal["aiohttp", "lean"]
 
 _USER_AGENT = "aifetch/0.1"
 
@@ -38,11 +44,45 @@ class RawResponse:
 
     __slots__ = ("body", "headers", "reason", "status")
 
-    def __init__(self, status: int, reason: str, headers: Headers, body: _Exchange) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers, body: BodySource) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
+
+
+class Sender(Protocol):
+    """What the client sends through: this module's ``Transport``, or the lean one."""
+
+    async def send(self, request: Request, timeout: Timeout) -> RawResponse: ...
+    async def aclose(self) -> None: ...
+
+
+def make_transport(
+    name: TransportName | None,
+    *,
+    max_connections: int,
+    max_connections_per_host: int,
+    ssl_context: ssl.SSLContext | None,
+    proxy: str | None,
+    trust_env: bool,
+) -> Sender:
+    """The client's own transport: ``"aiohttp"`` (the default) or ``"lean"``
+    (experimental: ``_lean.py``; with a proxy it sends through aiohttp all the same)."""
+    settings: dict[str, Any] = {
+        "max_connections": max_connections,
+        "max_connections_per_host": max_connections_per_host,
+        "ssl_context": ssl_context,
+        "proxy": proxy,
+        "trust_env": trust_env,
+    }
+    if name is None or name == "aiohttp":
+        return Transport(**settings)
+    if name == "lean":
+        from ._lean import LeanTransport  # imported only by the clients that use it
+
+        return LeanTransport(**settings)
+    raise ValueError(f"transport: expected 'aiohttp' or 'lean', got {name!r}")
 
 
 class _Interrupted(Exception):

@@ -19,7 +19,7 @@ from .._types import UNSET, BodyInit, CertInit, RedirectMode, VerifyInit
 from .._urls import ParamsInit, join_base, origin_of, resolve_redirect
 from ._pipes import Next, Pipe, bind, fold
 from ._response import Response
-from ._transport import RawResponse, Transport
+from ._transport import RawResponse, Sender, TransportName, make_transport
 
 __all__ = ["Client"]
 
@@ -49,6 +49,10 @@ class Client:
       key) or a ``(certificate, key)`` pair.
 
     Proxy credentials go to the proxy only, and never appear in a message or a log line.
+
+    ``transport``: ``"lean"`` (on asyncio only) sends over the experimental lean HTTP/1.1
+    transport (``aifetch/_async/_lean.py``, measured in bench/README.md), which takes the
+    settings above and leaves proxied requests to aiohttp.
     """
 
     def __init__(
@@ -66,7 +70,7 @@ class Client:
         trust_env: bool = False,
         verify: VerifyInit = True,
         cert: CertInit | None = None,
-        transport: Transport | None = None,
+        transport: Sender | TransportName | None = None,
     ) -> None:
         self.base_url = base_url
         self.headers = Headers(headers)
@@ -75,13 +79,16 @@ class Client:
         self.redirect: RedirectMode = redirect
         self._pipes = tuple(bind(pipe) for pipe in pipes)
         self._chain: Next = fold(self._pipes, self._send)
-        self._transport = transport or Transport(
-            max_connections=max_connections,
-            max_connections_per_host=max_connections_per_host,
-            ssl_context=tls_context(verify, cert, trust_env=trust_env),
-            proxy=proxy,
-            trust_env=trust_env,
-        )
+        if transport is None or isinstance(transport, str):
+            transport = make_transport(
+                transport,
+                max_connections=max_connections,
+                max_connections_per_host=max_connections_per_host,
+                ssl_context=tls_context(verify, cert, trust_env=trust_env),
+                proxy=proxy,
+                trust_env=trust_env,
+            )
+        self._transport: Sender = transport
 
     def fetch(
         self,

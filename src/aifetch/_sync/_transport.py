@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -43,7 +43,11 @@ from .._request import Request
 from .._timeouts import Timeout
 from .._tls import tls_failure
 
-__all__ = ["RawResponse", "Transport"]
+__all__ = ["RawResponse", "Sender", "Transport", "TransportName", "make_transport"]
+
+# The transports a Client can be made with (``transport=``): urllib3's alone; the lean
+# one is asyncio's (_async/_lean.py).
+TransportName = Literal["urllib3"]
 
 _USER_AGENT = "aifetch/0.1"
 _READ_SIZE = 64 * 1024
@@ -203,6 +207,37 @@ class RawResponse:
         self.reason = reason
         self.headers = headers
         self.body = body
+
+
+class Sender(Protocol):
+    """What the client sends through: this module's ``Transport``, or one passed in."""
+
+    def send(self, request: Request, timeout: Timeout) -> RawResponse: ...
+    def close(self) -> None: ...
+
+
+def make_transport(
+    name: TransportName | None,
+    *,
+    max_connections: int,
+    max_connections_per_host: int,
+    ssl_context: ssl.SSLContext | None,
+    proxy: str | None,
+    trust_env: bool,
+) -> Sender:
+    """The client's own transport: urllib3's, the one there is."""
+    if name is not None and name != "urllib3":
+        raise ValueError(
+            f"transport: the blocking Client has urllib3's transport only, not {name!r} "
+            "(the lean transport runs on asyncio: AsyncClient(transport='lean'))"
+        )
+    return Transport(
+        max_connections=max_connections,
+        max_connections_per_host=max_connections_per_host,
+        ssl_context=ssl_context,
+        proxy=proxy,
+        trust_env=trust_env,
+    )
 
 
 class Transport:

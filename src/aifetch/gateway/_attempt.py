@@ -55,7 +55,8 @@ async def attempt(
             return _busy(upstream)
     try:
         try:
-            resp = await upstream.client.fetch(
+            client = upstream.stream_client if call.stream else upstream.client
+            resp = await client.fetch(
                 upstream.url(MODEL_ROUTES[call.route]),
                 method="POST",
                 body=body,

@@ -31,6 +31,7 @@ from .governance._config import (
 )
 
 __all__ = [
+    "STREAM_TRANSPORT_ENV",
     "CallerConfig",
     "ConfigError",
     "CorsConfig",
@@ -53,6 +54,11 @@ __all__ = [
 
 
 _T = TypeVar("_T")
+
+# The stream_transport of every upstream that does not set its own: how a deployment, or a
+# test run of the proof suites, tries the lean transport without editing each config.
+STREAM_TRANSPORT_ENV = "AIFETCH_STREAM_TRANSPORT"
+_STREAM_TRANSPORTS = ("aiohttp", "lean")
 
 
 class ConfigError(ValueError):
@@ -100,6 +106,9 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     trust_env: bool = False
     verify: bool | str = True
     cert: str | list[str] | None = None
+    # The client of this upstream's streaming calls: aiohttp's (the default) or the lean
+    # transport (experimental: bench/README.md, "A leaner upstream stream path").
+    stream_transport: Literal["aiohttp", "lean"] | None = None
 
 
 class TargetConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -271,8 +280,28 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> GatewayConfi
             for name, entry in entries.items():
                 _convert(entry, kind, f"{section}.{name}")
     config = _convert(data, GatewayConfig, "")
+    config = _default_stream_transport(config, os.environ if env is None else env)
     _check(config)
     return config
+
+
+def _default_stream_transport(config: GatewayConfig, env: Mapping[str, str]) -> GatewayConfig:
+    """``STREAM_TRANSPORT_ENV`` as the ``stream_transport`` of the upstreams without one."""
+    value = env.get(STREAM_TRANSPORT_ENV)
+    if not value:
+        return config
+    if value not in _STREAM_TRANSPORTS:
+        raise ConfigError(
+            f"{STREAM_TRANSPORT_ENV}: expected one of {', '.join(_STREAM_TRANSPORTS)}, "
+            f"got {value!r}"
+        )
+    upstreams = {
+        name: upstream
+        if upstream.stream_transport is not None
+        else msgspec.structs.replace(upstream, stream_transport=value)
+        for name, upstream in config.upstreams.items()
+    }
+    return msgspec.structs.replace(config, upstreams=upstreams)
 
 
 def _convert(data: Any, kind: type[_T], prefix: str) -> _T:

@@ -58,7 +58,7 @@ class Upstream:
         self.headers = headers
         self._urls: dict[str, str] = {}
         t = config.timeout
-        self.client = aifetch.AsyncClient(
+        settings: dict[str, Any] = dict(
             pipes=pipes,
             timeout=aifetch.Timeout(
                 connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total
@@ -72,6 +72,13 @@ class Upstream:
             trust_env=config.trust_env,
             verify=config.verify,
             cert=client_cert(config),
+        )
+        self.client = aifetch.AsyncClient(**settings)
+        # Streaming calls on the lean transport when configured (the slots below bound
+        # the calls of both clients together).
+        lean = config.stream_transport == "lean" and config.kind != "mock"
+        self.stream_client = (
+            aifetch.AsyncClient(**settings, transport="lean") if lean else self.client
         )
         self.secrets = secrets
         size = config.max_connections
@@ -89,6 +96,8 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.stream_client is not self.client:
+            await self.stream_client.aclose()
 
 
 def answer_headers(resp: aifetch.AsyncResponse) -> list[tuple[str, str]]:
