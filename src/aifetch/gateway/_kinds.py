@@ -232,7 +232,12 @@ class _Translated:
                 model=self.model, include_usage=self.request.include_usage
             )
             return _reply(response, _translated(response, translator), _EVENT_STREAM)
-        data = await response.bytes(limit=_MAX_BODY)
+        try:
+            data = await response.bytes(limit=_MAX_BODY)
+        except (aifetch.AifetchError, OSError) as exc:
+            # Read where attempt() reads a body, the failure is named as it is there (a
+            # reset, a timeout, a body too large), not as an upstream never reached.
+            return _reply(response, _failing(exc), _JSON)
         try:
             body, _ = self.dialect.translate_response(data, model=self.model)
         except ValueError:  # msgspec.DecodeError: not the provider's documented shape
@@ -245,14 +250,20 @@ class _Translated:
     async def _error(self, response: aifetch.AsyncResponse) -> aifetch.AsyncResponse:
         try:
             data = await response.bytes(limit=_MAX_ERROR_BODY)
-        except aifetch.BodyTooLargeError:
-            data = b""
+        except (aifetch.AifetchError, OSError):
+            data = b""  # the status still says what went wrong
         status, body = self.dialect.translate_error(response.status, data)
         if status == 400 and data.find(b"API_KEY_INVALID") >= 0:
             # Gemini answers a bad key 400 INVALID_ARGUMENT: it is the gateway's own key
             # that is wrong, not the caller's request (attempt makes this a 502).
             status = 401
         return _reply(response, body, _JSON, status=status)
+
+
+async def _failing(exc: BaseException) -> AsyncIterator[bytes]:
+    """A body whose read fails as the provider's did."""
+    raise exc
+    yield b""  # (an async generator)
 
 
 async def _translated(
