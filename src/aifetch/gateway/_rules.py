@@ -41,7 +41,7 @@ from ._call import MESSAGES, MODEL_ROUTES, RESPONSES, Reply
 from ._errors import GatewayError, error_event
 from ._events import error_message_of, is_content_data, is_error_data
 from ._relay import RelayOutcome, _BlockFilter
-from ._usage import UsageFields
+from ._usage import IOUsageFields
 
 __all__ = [
     "ANTHROPIC_RULES",
@@ -130,7 +130,7 @@ class _EventFilter(_BlockFilter):
 
     def __init__(self, outcome: RelayOutcome, strip: bool, reply: Reply) -> None:
         super().__init__(outcome, strip, reply)
-        self._usage: UsageFields | None = None
+        self._usage: IOUsageFields | None = None
 
     def process(self, batch: bytes) -> bytes:
         if self.hooks or any(batch.find(mark) >= 0 for mark in self._MARKS):
@@ -160,7 +160,7 @@ class _EventFilter(_BlockFilter):
         )
         return True
 
-    def _add_usage(self, usage: UsageFields | None) -> None:
+    def _add_usage(self, usage: IOUsageFields | None) -> None:
         if usage is not None:
             self._usage = usage if self._usage is None else self._usage.merged(usage)
             self.outcome.usage = self._usage.value()
@@ -180,12 +180,12 @@ class _BlockStart(msgspec.Struct):
 
 
 class _WithUsage(msgspec.Struct):
-    usage: UsageFields | None = None
+    usage: IOUsageFields | None = None
 
 
 class _AnthropicUsage(msgspec.Struct):
     message: _WithUsage | None = None  # message_start
-    usage: UsageFields | None = None  # message_delta
+    usage: IOUsageFields | None = None  # message_delta
 
 
 _block_start = msgspec.json.Decoder(_BlockStart)
@@ -254,7 +254,7 @@ class _ErrorDetail(msgspec.Struct):
 
 
 class _Response(msgspec.Struct):
-    usage: UsageFields | None = None
+    usage: IOUsageFields | None = None
     error: _ErrorDetail | None = None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["Usage", "UsageFields"]
+__all__ = ["IOUsageFields", "Usage", "UsageFields"]
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -39,44 +39,53 @@ class _PromptDetails(msgspec.Struct):
 
 class _CompletionDetails(msgspec.Struct):
     reasoning_tokens: int | None = None
-    thinking_tokens: int | None = None  # Anthropic's name for it
-
-    @property
-    def reasoning(self) -> int:
-        return self.reasoning_tokens or self.thinking_tokens or 0
 
 
 class UsageFields(msgspec.Struct):
-    """A ``usage`` object as decoded, in any of the three shapes (every field optional,
-    nulls allowed)."""
+    """A chat completion's ``usage`` object as decoded (every field optional, nulls
+    allowed). The hot path's shape: the other two have a Struct of their own, read only
+    when these fields are absent (decoding a usage into these four fields measured ~90 ns
+    less than into all ten, and a chat answer's usage is read on every call)."""
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     prompt_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
-    # The Responses API and Anthropic's Messages.
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    input_tokens_details: _PromptDetails | None = None
-    output_tokens_details: _CompletionDetails | None = None
-    # Anthropic's Messages only.
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No chat figures: the usage may be in another shape."""
+        return self.prompt_tokens is None and self.completion_tokens is None
 
     def value(self) -> Usage:
-        if self.prompt_tokens is None and self.completion_tokens is None:
-            return self._io_value()
         prompt, completion = self.prompt_tokens or 0, self.completion_tokens or 0
         cached = reasoning = 0
         if self.prompt_tokens_details is not None:
             cached = self.prompt_tokens_details.cached_tokens or 0
         if self.completion_tokens_details is not None:
-            reasoning = self.completion_tokens_details.reasoning
+            reasoning = self.completion_tokens_details.reasoning_tokens or 0
         return Usage(prompt, completion, cached, reasoning)
 
-    def _io_value(self) -> Usage:
-        """The Responses API's figures, or Anthropic's: its ``input_tokens`` leaves out the
-        cache reads and writes it counts apart, and the prompt is all three."""
+
+class _OutputDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+    thinking_tokens: int | None = None  # Anthropic's name for it
+
+
+class IOUsageFields(msgspec.Struct):
+    """A ``usage`` object of the Responses API or of Anthropic's Messages, as decoded."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    input_tokens_details: _PromptDetails | None = None
+    output_tokens_details: _OutputDetails | None = None
+    # Anthropic's Messages only.
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+    def value(self) -> Usage:
+        """Anthropic's ``input_tokens`` leaves out the cache reads and writes it counts
+        apart: the prompt is all three. The Responses API's counts the cached part."""
         prompt = self.input_tokens or 0
         written, read = self.cache_creation_input_tokens, self.cache_read_input_tokens
         if written is not None or read is not None:
@@ -87,13 +96,15 @@ class UsageFields(msgspec.Struct):
         else:
             cached = 0
         details = self.output_tokens_details
-        reasoning = details.reasoning if details is not None else 0
+        reasoning = 0
+        if details is not None:
+            reasoning = details.reasoning_tokens or details.thinking_tokens or 0
         return Usage(prompt, self.output_tokens or 0, cached, reasoning)
 
-    def merged(self, later: UsageFields) -> UsageFields:
+    def merged(self, later: IOUsageFields) -> IOUsageFields:
         """``later``'s figures where it has them: a stream that reports usage more than
         once (Anthropic's ``message_start``, then ``message_delta``'s cumulative counts)."""
-        return UsageFields(
+        return IOUsageFields(
             *(
                 mine if theirs is None else theirs
                 for mine, theirs in zip(
