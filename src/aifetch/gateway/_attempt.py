@@ -3,8 +3,9 @@
 A success is a ``Reply`` (a whole body, or a stream past its commit point); anything else
 is a ``Failure`` saying whether another attempt may help. Foreign exceptions from the
 client are mapped here, once. What differs between upstream kinds is on the ``Upstream``
-the attempt is given (its headers, retry statuses and per-call client pipes: ``_kinds``);
-what differs between wire formats is in the stream's rules (``_rules``).
+the attempt is given (its headers, retry statuses, and for a translated call a client that
+translates: ``_kinds``); what differs between wire formats is in the stream's rules
+(``_rules``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ async def attempt(
                 body=body,
                 headers=upstream.headers,
                 signal=flight.signal,
-                pipes=upstream.pipes,
             )
         except aifetch.AbortError:
             raise stopped(flight) from None

@@ -8,9 +8,10 @@ name for the model, and the ``send`` that makes one attempt there.
 * ``mock``: the same, except that the Responses API is refused.
 * ``anthropic`` and ``gemini`` (translated, docs/DIALECTS.md): a chat completion is
   translated by the upstream's dialect (``aifetch.providers``) into the provider's request
-  and sent; its answer is translated back by a client pipe made for that call, before
-  ``attempt`` reads it: a stream read by read into ``chat.completion.chunk`` bytes, a body
-  into a ``chat.completion``, an error into OpenAI's shape with its status. So the commit
+  and sent; its answer is translated back by a client pipe made for that call (the
+  upstream's client, wrapped for the call), before ``attempt`` reads it: a stream read by
+  read into ``chat.completion.chunk`` bytes, a body into a ``chat.completion``, an error
+  into OpenAI's shape with its status. So the commit
   point, the relay, usage, metrics and secrets scrubbing all work on OpenAI bytes, as for
   any upstream. What the dialect cannot translate is refused before anything is sent
   (400, ``param`` named), and the next target is tried.
@@ -64,6 +65,8 @@ _REPLACED = frozenset({"content-length", "content-type", "content-encoding", "tr
 # Headers a translated request takes from its translation rather than the upstream's own.
 _TRANSLATION_HEADERS = frozenset({"content-type", "anthropic-version", "anthropic-beta"})
 _MAX_BETA = 1024  # characters of a caller's anthropic-beta passed on
+# How Gemini says its key is wrong: the reason in the error's details, and its message.
+_BAD_KEY = (b"API_KEY_INVALID", b"API key not valid")
 
 
 class Leg(NamedTuple):
@@ -161,7 +164,8 @@ class ProviderSend:
         headers = [*self.base_headers, *request.headers]
         model = self.model or call.model
         pipe = _Translated(self.dialect, upstream.base + request.path, headers, request, model)
-        return attempt(upstream.view(pipes=(pipe,)), call, request.body, ctx)
+        client = _PipedClient(upstream.http, pipe)
+        return attempt(upstream.view(client=client), call, request.body, ctx)
 
     async def _native(self, call: Call, ctx: RequestContext, native: Native) -> Reply | Failure:
         """The caller's Messages request as it came, to this target."""
@@ -196,6 +200,29 @@ def caller_betas(headers: list[tuple[bytes, bytes]]) -> str:
     if len(joined) > _MAX_BETA or not (joined.isascii() and joined.isprintable()):
         return ""
     return joined
+
+
+class _PipedClient:
+    """An upstream's client with one more pipe, for one call."""
+
+    __slots__ = ("client", "pipes")
+
+    def __init__(self, client: aifetch.AsyncClient, pipe: _Translated) -> None:
+        self.client = client
+        self.pipes = (pipe,)
+
+    def fetch(
+        self,
+        resource: str,
+        *,
+        method: str = "GET",
+        headers: aifetch.Headers | None = None,
+        body: bytes | None = None,
+        signal: aifetch.AbortSignal | None = None,
+    ) -> Awaitable[aifetch.AsyncResponse]:
+        return self.client.fetch(
+            resource, method=method, headers=headers, body=body, signal=signal, pipes=self.pipes
+        )
 
 
 class _Translated:
@@ -253,7 +280,7 @@ class _Translated:
         except (aifetch.AifetchError, OSError):
             data = b""  # the status still says what went wrong
         status, body = self.dialect.translate_error(response.status, data)
-        if status == 400 and data.find(b"API_KEY_INVALID") >= 0:
+        if status == 400 and any(data.find(mark) >= 0 for mark in _BAD_KEY):
             # Gemini answers a bad key 400 INVALID_ARGUMENT: it is the gateway's own key
             # that is wrong, not the caller's request (attempt makes this a 502).
             status = 401

@@ -10,8 +10,8 @@ URL, where access logs would keep it).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aifetch
@@ -23,10 +23,31 @@ from ._mock import mock_pipe
 from ._secrets import Secrets
 from ._slots import Slots
 
-__all__ = ["TRANSLATED_KINDS", "Upstream", "answer_headers", "configured_secrets"]
+__all__ = [
+    "TRANSLATED_KINDS",
+    "Fetcher",
+    "Upstream",
+    "answer_headers",
+    "configured_secrets",
+]
 
 # The kinds spoken through a dialect of aifetch.providers (docs/DIALECTS.md).
 TRANSLATED_KINDS = frozenset({"anthropic", "gemini"})
+
+
+class Fetcher(Protocol):
+    """What a call needs of an upstream's client: ``aifetch.AsyncClient``, or a wrapper of
+    it for one translated call (``_kinds``)."""
+
+    def fetch(
+        self,
+        resource: str,
+        *,
+        method: str = ...,
+        headers: aifetch.Headers | None = ...,
+        body: bytes | None = ...,
+        signal: aifetch.AbortSignal | None = ...,
+    ) -> Awaitable[aifetch.AsyncResponse]: ...
 
 
 def configured_secrets(config: GatewayConfig) -> Secrets:
@@ -77,11 +98,9 @@ class Upstream:
         self.retry_statuses = (
             dialect.retry_statuses if dialect is not None else DEFAULT_RETRY_STATUSES
         )
-        # Client pipes for one call (a translated upstream's per-call translation, _kinds).
-        self.pipes: Sequence[Any] = ()
         self._urls: dict[str, str] = {}
         t = config.timeout
-        self.client = aifetch.AsyncClient(
+        self.http = aifetch.AsyncClient(
             pipes=pipes,
             timeout=aifetch.Timeout(
                 connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total
@@ -96,6 +115,8 @@ class Upstream:
             verify=config.verify,
             cert=client_cert(config),
         )
+        # What calls go through: the upstream's own client, or in a view, a wrapper of it.
+        self.client: Fetcher = self.http
         self.secrets = secrets
         size = config.max_connections
         share = config.max_connections_per_caller or (max(1, size // 2) if shared else size)
@@ -103,8 +124,8 @@ class Upstream:
         self.pool_wait = config.timeout.pool
 
     def view(self, **changes: Any) -> Upstream:
-        """This upstream with some attributes changed (``headers``, ``pipes``), sharing its
-        client, connection slots and secrets: how one model's target, or one call, talks
+        """This upstream with some attributes changed (``headers``, ``client``), sharing
+        its connection pool, slots and secrets: how one model's target, or one call, talks
         to it differently."""
         view = copy.copy(self)
         for name, value in changes.items():
@@ -122,7 +143,7 @@ class Upstream:
         return url
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.http.aclose()
 
 
 def answer_headers(resp: aifetch.AsyncResponse) -> list[tuple[str, str]]:
