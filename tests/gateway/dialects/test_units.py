@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -362,3 +363,59 @@ def test_caller_betas_are_bounded() -> None:
     assert caller_betas([(b"anthropic-beta", b"x" * 2000)]) == ""
     assert caller_betas([(b"anthropic-beta", b"bad\nvalue")]) == ""
     assert caller_betas([]) == ""
+
+
+# --------------------------------------------------------------------- config
+
+
+def _config(upstream: dict[str, Any], model: dict[str, Any] | None = None) -> Any:
+    from aifetch.gateway import parse_config
+
+    return parse_config(
+        {
+            "upstreams": {"up": upstream},
+            "models": {"m": {"targets": [{"upstream": "up"}], **(model or {})}},
+        }
+    )
+
+
+def test_translated_kinds_take_the_providers_base_urls_by_default() -> None:
+    from aifetch.gateway._secrets import Secrets
+    from aifetch.gateway._upstream import Upstream
+
+    config = _config({"kind": "anthropic", "api_key": "sk-ant-1234567"})
+    claude = Upstream("up", config.upstreams["up"], Secrets(()), False)
+    assert claude.base == "https://api.anthropic.com"
+    assert claude.headers.get("x-api-key") == "sk-ant-1234567"
+    assert claude.headers.get("authorization") is None
+    assert claude.headers.get("anthropic-version") == "2023-06-01"
+    assert 529 in claude.retry_statuses
+    config = _config({"kind": "gemini", "api_key": "AIza-1234567"})
+    gemini = Upstream("up", config.upstreams["up"], Secrets(()), False)
+    assert gemini.base == "https://generativelanguage.googleapis.com/v1beta"
+    assert gemini.headers.get("x-goog-api-key") == "AIza-1234567"
+    config = _config({"base_url": "http://x.test/v1", "api_key": "sk-openai-1234"})
+    plain = Upstream("up", config.upstreams["up"], Secrets(()), False)
+    assert plain.headers.get("authorization") == "Bearer sk-openai-1234"
+    assert 529 not in plain.retry_statuses
+
+
+@pytest.mark.parametrize(
+    ("upstream", "model", "message"),
+    [
+        ({"kind": "anthropic", "base_url": "ftp://x"}, {}, "upstreams.up.base_url"),
+        ({"kind": "gemini", "base_url": "https://k:secret@x.test"}, {}, "api_key, not in"),
+        ({"kind": "anthropic", "anthropic_version": ""}, {}, "anthropic_version"),
+        ({"kind": "anthropic"}, {"default_max_tokens": 0}, "models.m.default_max_tokens"),
+        ({"kind": "anthropic"}, {"anthropic_beta": ["a,b"]}, "anthropic_beta[0]"),
+        ({"kind": "bedrock"}, {}, "upstreams.up.kind"),
+    ],
+)
+def test_the_dialect_config_is_checked(
+    upstream: dict[str, Any], model: dict[str, Any], message: str
+) -> None:
+    from aifetch.gateway import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        _config(upstream, model)
+    assert "secret" not in str(info.value)
