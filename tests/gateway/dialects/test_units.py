@@ -182,9 +182,14 @@ def anthropic_usage(data: bytes) -> Usage | None:
     return Usage(prompt, usage.get("output_tokens", 0), read, thinking)
 
 
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
 @pytest.mark.parametrize("name", ANTHROPIC_COMPLETE)
-def test_the_anthropic_relay_passes_bytes_and_reads_usage_at_every_split(name: str) -> None:
+def test_the_anthropic_relay_passes_bytes_and_reads_usage_at_every_split(
+    name: str, crlf: bool
+) -> None:
     data = fake_anthropic.load(name)
+    if crlf:  # line ends other than LF take the filter's other way
+        data = data.replace(b"\n", b"\r\n")
     expected = anthropic_usage(data)
     for pieces in splits(data):
         out, outcome = relay_through(ANTHROPIC_RULES, pieces)
