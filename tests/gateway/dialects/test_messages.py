@@ -16,7 +16,12 @@ import pytest
 from tests.support import fake_anthropic
 from tests.support.fake_anthropic import transcript
 from tests.support.fake_tool_chat import ARGUMENTS, CALL_ID
-from tests.support.fake_upstream import chat_stream, reset_mid_stream, server_error
+from tests.support.fake_upstream import (
+    chat_stream,
+    reset_mid_stream,
+    server_error,
+    slow_first_byte,
+)
 
 from ..conftest import RunningGateway
 from .conftest import (
@@ -26,6 +31,8 @@ from .conftest import (
     OPENAI_KEY,
     AccessLines,
     Fakes,
+    Serve,
+    dialect_config,
     sse_events,
     tokens,
 )
@@ -476,3 +483,25 @@ def test_an_error_before_the_commit_point_falls_back(gateway: RunningGateway, fa
     assert status == 200
     assert data == b"".join(fakes.claude.sent)  # only the second try's bytes
     assert len(fakes.anthropic.requests) == 2
+
+
+def test_heartbeats_pass_through_the_anthropic_stream(fakes: Fakes, serve: Serve) -> None:
+    """A slow first token commits the answer early with ': ping' comments; the stream is
+    still a valid Anthropic one, and a failure after such a commit is an error event."""
+    gateway = serve(dialect_config(fakes, server={"heartbeat": 0.05, "shutdown_grace": 2}))
+    body = {"model": "gpt", "max_tokens": 64, "messages": HI, "stream": True}
+    fakes.openai.enqueue(slow_first_byte(0.3, chat_stream(content="late but whole")))
+    status, _, data = post(gateway, body)
+    assert status == 200
+    assert data.startswith(b": ping\n\n")
+    check_stream_shape(data)
+    assert "late but whole" in "".join(
+        json.loads(d)["delta"].get("text", "")
+        for n, d in sse_events(data)
+        if n == "content_block_delta"
+    )
+    fakes.openai.enqueue(slow_first_byte(0.3, server_error(503)), times=2)
+    status, _, data = post(gateway, body)
+    assert status == 200  # committed by the heartbeat: the failure travels inside
+    assert data.startswith(b": ping\n\n")
+    assert _no_false_completion(data)["type"] == "api_error"
