@@ -181,7 +181,7 @@ class ProviderSend:
         betas = caller_betas(ctx.headers)
         if betas:
             view = view.view(headers=native_headers(view, betas))
-        messages = Call(MESSAGES, body, call.caller, call.headers, native.fields)
+        messages = Call(MESSAGES, body, call.caller, call.headers)
         outcome = await attempt(view, messages, body, ctx)
         if isinstance(outcome, Reply):
             outcome.wire = "anthropic"

@@ -66,5 +66,7 @@ async def pass_through(
     if resp.status in _CREDENTIAL_STATUSES:
         message = f"upstream '{name}' rejected the gateway's credentials ({resp.status})"
         raise codes.UPSTREAM_AUTH_FAILED(message)
-    ctype = resp.headers.get("content-type") or "application/json"
-    await send_whole(ctx, resp.status, content, encoded(answer_headers(resp, ctype)))
+    answer = answer_headers(resp)
+    if not answer[0][1]:
+        answer[0] = ("content-type", "application/json")
+    await send_whole(ctx, resp.status, content, encoded(answer))
