@@ -244,7 +244,7 @@ async def relay(ctx: RequestContext, call: Call, reply: Reply, down: Downstream)
     assert flight is not None
     outcome = RelayOutcome()
     rules = source.rules
-    filt = rules.filter(outcome, not call.fields.wants_usage, reply)
+    filt = rules.Filter(outcome, not call.fields.wants_usage, reply)
     name = filt.upstream
     try:
         out = filt.process(b"".join(source.held))

@@ -80,9 +80,13 @@ def event_name(event: ServerSentEvent) -> str:
 
 
 class StreamRules:
-    """One wire format's rules; ``end`` names the event that completes a stream."""
+    """One wire format's rules; ``end`` names the event that completes a stream, and
+    ``Filter`` is the relay's filter for one stream: ``Filter(outcome, strip, reply)``
+    (``strip``: drop the usage chunk the caller did not ask for). A class, called by the
+    relay itself: chat streams make no call more than before there were rules."""
 
     end = ""
+    Filter: type[_BlockFilter] = _BlockFilter
 
     def verdict(self, event: ServerSentEvent) -> Verdict:
         """What ``event`` says, read before the commit point."""
@@ -91,11 +95,6 @@ class StreamRules:
     def error_message(self, event: ServerSentEvent) -> str:
         """The upstream's message in an event ``verdict`` called ``"failed"``."""
         return error_message_of(event.data)
-
-    def filter(self, outcome: RelayOutcome, strip: bool, reply: Reply) -> _BlockFilter:
-        """The relay's filter for one stream (``strip``: drop the usage chunk the caller
-        did not ask for)."""
-        raise NotImplementedError
 
     def error_event(self, err: GatewayError) -> bytes:
         """The final event of a stream that failed after its commit point."""
@@ -109,9 +108,6 @@ class _ChatRules(StreamRules):
         if event.event == "error" or is_error_data(event.data):
             return "failed"
         return "committed" if is_content_data(event.data) else "waiting"
-
-    def filter(self, outcome: RelayOutcome, strip: bool, reply: Reply) -> _BlockFilter:
-        return _BlockFilter(outcome, strip, reply)
 
     def error_event(self, err: GatewayError) -> bytes:
         return error_event(err)
@@ -242,28 +238,6 @@ def _opens_with_content(data: str) -> bool:
     return block.type not in ("text", "thinking") or bool(block.text or block.thinking)
 
 
-class _AnthropicRules(StreamRules):
-    end = "message_stop"
-
-    def verdict(self, event: ServerSentEvent) -> Verdict:
-        name = event_name(event)
-        if name == "error":
-            return "failed"
-        if name in _ANTHROPIC_BEFORE:
-            return "waiting"
-        if name == "content_block_start" and not _opens_with_content(event.data):
-            return "waiting"
-        return "committed"
-
-    def filter(self, outcome: RelayOutcome, strip: bool, reply: Reply) -> _BlockFilter:
-        return _AnthropicFilter(outcome, strip, reply)
-
-    def error_event(self, err: GatewayError) -> bytes:
-        return (
-            b"event: error\ndata: " + openai_error_to_anthropic(err.status, err.body())[1] + b"\n\n"
-        )
-
-
 class _AnthropicFilter(_EventFilter):
     __slots__ = ()
     _MARKS = (b"error", b"message_stop", b'"usage"')
@@ -281,6 +255,26 @@ class _AnthropicFilter(_EventFilter):
             inner = found.message.usage if found.message is not None else None
             self._add_usage(found.usage or inner)
         return False
+
+
+class _AnthropicRules(StreamRules):
+    end = "message_stop"
+    Filter = _AnthropicFilter
+
+    def verdict(self, event: ServerSentEvent) -> Verdict:
+        name = event_name(event)
+        if name == "error":
+            return "failed"
+        if name in _ANTHROPIC_BEFORE:
+            return "waiting"
+        if name == "content_block_start" and not _opens_with_content(event.data):
+            return "waiting"
+        return "committed"
+
+    def error_event(self, err: GatewayError) -> bytes:
+        return (
+            b"event: error\ndata: " + openai_error_to_anthropic(err.status, err.body())[1] + b"\n\n"
+        )
 
 
 # ------------------------------------------------------------------------- Responses API
@@ -314,8 +308,24 @@ def _responses_event_of(data: str) -> _ResponsesEvent | None:
         return None
 
 
+class _ResponsesFilter(_EventFilter):
+    __slots__ = ()
+    _MARKS = (b"error", b"response.failed", b"response.completed", b"response.incomplete")
+
+    def _note(self, event: ServerSentEvent, name: str) -> bool:
+        if name in _RESPONSES_FAILED:
+            return self._fail(RESPONSES_RULES.error_message(event))
+        if name in _RESPONSES_END:
+            self.outcome.done = True
+            found = _responses_event_of(event.data)
+            if found is not None and found.response is not None:
+                self._add_usage(found.response.usage)
+        return False
+
+
 class _ResponsesRules(StreamRules):
     end = "response.completed"
+    Filter = _ResponsesFilter
 
     def verdict(self, event: ServerSentEvent) -> Verdict:
         name = event_name(event)
@@ -335,9 +345,6 @@ class _ResponsesRules(StreamRules):
             return failed.message
         return error_message_of(event.data)
 
-    def filter(self, outcome: RelayOutcome, strip: bool, reply: Reply) -> _BlockFilter:
-        return _ResponsesFilter(outcome, strip, reply)
-
     def error_event(self, err: GatewayError) -> bytes:
         """The Responses API's ``error`` event (``type``, ``code``, ``message``, ``param``),
         which also holds the error object OpenAI's SDKs raise on in any stream."""
@@ -345,21 +352,6 @@ class _ResponsesRules(StreamRules):
         data = {"type": "error", "code": err.code, "message": err.message, "param": err.param}
         data["error"] = inner
         return b"event: error\ndata: " + _encode(data) + b"\n\n"
-
-
-class _ResponsesFilter(_EventFilter):
-    __slots__ = ()
-    _MARKS = (b"error", b"response.failed", b"response.completed", b"response.incomplete")
-
-    def _note(self, event: ServerSentEvent, name: str) -> bool:
-        if name in _RESPONSES_FAILED:
-            return self._fail(RESPONSES_RULES.error_message(event))
-        if name in _RESPONSES_END:
-            self.outcome.done = True
-            found = _responses_event_of(event.data)
-            if found is not None and found.response is not None:
-                self._add_usage(found.response.usage)
-        return False
 
 
 CHAT_RULES: StreamRules = _ChatRules()

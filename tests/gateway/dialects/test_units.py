@@ -143,7 +143,7 @@ def relay_through(rules: StreamRules, pieces: list[bytes]) -> tuple[bytes, Relay
     """What the relay's loop does with ``pieces`` as reads: cut at complete blocks, each
     batch through the stream's filter."""
     outcome = RelayOutcome()
-    filt = rules.filter(outcome, False, Reply(200, [], upstream="up"))
+    filt = rules.Filter(outcome, False, Reply(200, [], upstream="up"))
     splitter = SSEBlockSplitter()
     out = []
     for piece in pieces:
@@ -260,7 +260,7 @@ def test_the_relay_scrubs_secrets_in_named_events(rules: StreamRules) -> None:
 
     reply = Reply(200, [], upstream="up")
     outcome = RelayOutcome()
-    filt = rules.filter(outcome, False, reply)
+    filt = rules.Filter(outcome, False, reply)
     filt.secrets = Secrets(["sk-secret-value-123"])
     data = fake_anthropic.sse("content_block_delta", {"delta": {"text": "sk-secret-value-123"}})
     assert b"sk-secret" not in filt.process(data)
