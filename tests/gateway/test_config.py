@@ -128,6 +128,8 @@ def test_example_config_is_valid() -> None:
         "DEEPSEEK_API_KEY": "y",
         "GATEWAY_KEY_WEBAPP": "z",
         "GATEWAY_KEY_BATCH": "w",
+        "ANTHROPIC_API_KEY": "a",
+        "GEMINI_API_KEY": "g",
     }
     config = load_config(example, env)
     assert config.models

@@ -136,14 +136,14 @@ class InspectableGateway:
             for upstream in self.app.upstreams.values():
                 # With stream_transport: lean, streaming calls have a client and a pool of
                 # their own, counted the same way.
-                if upstream.stream_client is not upstream.client:
-                    lean: Any = upstream.stream_client._transport
+                if upstream.stream_http is not upstream.http:
+                    lean: Any = upstream.stream_http._transport
                     busy, parked = lean.census()
                     acquired += busy
                     idle += parked
                 # The pool is aiohttp's connector inside the upstream's client: its
                 # acquired set is the one number that shows a connection never released.
-                session = upstream.client._transport._session
+                session = upstream.http._transport._session
                 if session is None:
                     continue
                 connector: Any = session.connector

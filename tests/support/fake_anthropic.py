@@ -13,7 +13,9 @@ check what the translation sent (``x-api-key``, ``anthropic-version``, the JSON 
 ``AnthropicAPI`` answers ``POST /v1/messages`` itself, deterministically: a client tool is
 called (first tool, empty input) when the last user turn holds no ``tool_result``, else
 it answers with text naming the tool results it got, so a multi-turn tool loop runs
-against it. ``transcript(...)`` replays a recorded stream from tests/providers/transcripts.
+against it. ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": n}``, n the
+body's length over 4. Every stream it sends is kept in ``sent`` (bytes as written).
+``transcript(...)`` replays a recorded stream from tests/providers/transcripts.
 The faults are the ones Anthropic shows: 529 ``overloaded_error`` as a status, an
 ``error`` event mid-stream, a connection cut mid-stream (clean end or reset), a slow first
 event.
@@ -79,11 +81,13 @@ class AnthropicAPI(_Recording):
     text: str = "Hello from the fake Claude"
     pieces: int = 4
     received: list[RecordedRequest] = field(default_factory=list)
+    sent: list[bytes] = field(default_factory=list)
 
     async def run(self, ex: Exchange) -> None:
         self._record(ex)
         request = ex.request
-        if request.method != "POST" or request.path != "/v1/messages":
+        routes = ("/v1/messages", "/v1/messages/count_tokens")
+        if request.method != "POST" or request.path not in routes:
             body = error_body("not_found_error", f"Not found: {request.method} {request.path}")
             await ex.send_response(404, body, _JSON)
             return
@@ -96,10 +100,16 @@ class AnthropicAPI(_Recording):
             await ex.send_response(400, body, _JSON)
             return
         payload = request.json()
+        if request.path.endswith("/count_tokens"):
+            counted = {"input_tokens": len(request.body) // 4}
+            await ex.send_response(200, _enc(counted), _JSON)
+            return
         content, stop = self._answer(payload)
         usage = {"input_tokens": len(request.body) // 4, "output_tokens": 5 * len(content)}
         if payload.get("stream"):
-            await _send_stream(ex, self._events(payload, content, stop, usage))
+            events = self._events(payload, content, stop, usage)
+            self.sent.extend(events)
+            await _send_stream(ex, events)
         else:
             message = {
                 "id": MESSAGE_ID,

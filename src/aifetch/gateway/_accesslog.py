@@ -26,6 +26,7 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
     model: str | None = None
     caller: str | None = None
     upstream: str | None = None
+    dialect: str = ""
     stream: bool = False
     duration_ms: float = 0.0
     upstream_ms: float | None = None
@@ -64,6 +65,7 @@ class AccessLog:
             model=ctx.model,
             caller=ctx.caller_name,
             upstream=ctx.upstream,
+            dialect=ctx.dialect,
             stream=ctx.stream,
             duration_ms=_ms(time.perf_counter() - ctx.started),
             upstream_ms=_ms(ctx.upstream_time) if ctx.upstream or ctx.upstream_time else None,

@@ -15,17 +15,21 @@ from . import _codes as codes
 from ._accesslog import AccessLog
 from ._auth import Authenticator, Gate
 from ._body import ReadBody
-from ._call import MODEL_ROUTES
+from ._call import MESSAGES, MODEL_ROUTES, RESPONSES
 from ._config import GatewayConfig
 from ._context import Handler, Receive, RequestContext, Scope, Send, Stage, stages
 from ._cors import Cors
+from ._count_tokens import COUNT_TOKENS_PATH, CountTokens
 from ._dispatch import Dispatcher
 from ._errors import GatewayError
 from ._flight import Flights
+from ._messages_in import MessagesIn
+from ._messages_out import MessagesOut
 from ._metrics import Metrics
 from ._model_call import ModelCall
 from ._pipes import PipeChain, load_pipes
 from ._respond import send_error
+from ._responses import PREFIX, ResponseById, ResponseIds, ResponsesIn
 from ._routes import Health, MetricsPage, ModelList, Route, Router
 from ._static import StaticFile, static_paths
 from ._upstream import Upstream, configured_secrets
@@ -58,22 +62,34 @@ class GatewayApp:
         self.auth = Authenticator(config.callers)
         self.flights = Flights(config.server.heartbeat)
         self.access = AccessLog(config.server.access_log)
+        self.response_ids = ResponseIds()
         dispatcher = Dispatcher(self.upstreams, dict(config.models), self.metrics)
         chain = PipeChain(load_pipes(config.pipes), dispatcher)
         # The request path, outermost first (docs/ARCHITECTURE.md, "The request path").
         # A stage that is off is left out, not skipped per request.
         outer: list[Stage] = [Cors(config.cors)] if config.cors.allow_origins else []
-        self.handle: Handler = stages(*outer, end=Router(self._routes(chain)))
+        ids = stages(Gate(self.auth), end=ResponseById(self.response_ids, self.upstreams))
+        router = Router(self._routes(chain), {PREFIX: ids})
+        self.handle: Handler = stages(*outer, end=router)
 
     def _routes(self, chain: PipeChain) -> dict[str, Route]:
         """Each route, with the stages of its own."""
         config = self.config
-        model_call = stages(
-            Gate(self.auth),
-            ReadBody(config.limits, self.flights),
-            end=ModelCall(config, chain, self.metrics, self.flights),
-        )
+        call = ModelCall(config, chain, self.metrics, self.flights)
+        read = ReadBody(config.limits, self.flights)
+        model_call = stages(Gate(self.auth), read, end=call)
         routes = {path: Route("POST", model_call) for path in MODEL_ROUTES}
+        # The dialect routes (docs/DIALECTS.md): the Anthropic Messages API in front of any
+        # model, out (outermost: every answer, errors too) and in (after the body).
+        messages = stages(MessagesOut(), Gate(self.auth), self._read(read), MessagesIn(), end=call)
+        routes[MESSAGES] = Route("POST", messages)
+        counting = CountTokens(config.models, self.upstreams)
+        count = stages(MessagesOut(), Gate(self.auth), self._read(read), end=counting)
+        routes[COUNT_TOKENS_PATH] = Route("POST", count)
+        responses = ResponsesIn(self.response_ids)
+        routes[RESPONSES] = Route(
+            "POST", stages(Gate(self.auth), self._read(read), responses, end=call)
+        )
         model_list = stages(Gate(self.auth), end=ModelList(list(config.models)))
         routes["/v1/models"] = Route("GET", model_list)
         routes["/healthz"] = Route("GET", Health(self.flights))
@@ -81,6 +97,9 @@ class GatewayApp:
         for path in static_paths(config.server.playground):  # /aifetch.js, the playground
             routes[path] = Route("GET", StaticFile(path))
         return routes
+
+    def _read(self, first: ReadBody) -> ReadBody:
+        return ReadBody(self.config.limits, self.flights, first.budget)
 
     # ------------------------------------------------------------------ lifecycle
 

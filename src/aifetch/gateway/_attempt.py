@@ -2,7 +2,10 @@
 
 A success is a ``Reply`` (a whole body, or a stream past its commit point); anything else
 is a ``Failure`` saying whether another attempt may help. Foreign exceptions from the
-client are mapped here, once.
+client are mapped here, once. What differs between upstream kinds is on the ``Upstream``
+the attempt is given (its headers, retry statuses, and for a translated call a client that
+translates: ``_kinds``); what differs between wire formats is in the stream's rules
+(``_rules``).
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import msgspec
 
 import aifetch
 from aifetch._provider_error import parse_error_body
-from aifetch._retry_timing import DEFAULT_RETRY_STATUSES, server_wait
+from aifetch._retry_timing import server_wait
 
 from . import _codes as codes
-from ._call import MODEL_ROUTES, Call, Reply
+from ._call import UPSTREAM_PATHS, Call, Reply
 from ._commit import open_stream
 from ._context import RequestContext
 from ._errors import GatewayError
 from ._failure import Failure
 from ._flight import Flight
+from ._rules import STREAM_RULES
 from ._upstream import Upstream, answer_headers
 
 __all__ = ["attempt", "stopped"]
@@ -57,7 +61,7 @@ async def attempt(
         try:
             client = upstream.stream_client if call.stream else upstream.client
             resp = await client.fetch(
-                upstream.url(MODEL_ROUTES[call.route]),
+                upstream.url(UPSTREAM_PATHS[call.route]),
                 method="POST",
                 body=body,
                 headers=upstream.headers,
@@ -79,7 +83,7 @@ async def attempt(
         ctype = headers[0][1]
         try:
             if call.stream and ctype.startswith("text/event-stream"):
-                opened = await open_stream(upstream, resp, headers)
+                opened = await open_stream(upstream, resp, headers, STREAM_RULES[call.route])
                 if isinstance(opened, Reply) and opened.source is not None:
                     opened.source.slot, slot = slot, None  # the stream gives it back
                 return opened
@@ -190,7 +194,7 @@ async def _failed_status(upstream: Upstream, resp: aifetch.AsyncResponse) -> Fai
         codes.UPSTREAM_STATUS,
         f"upstream '{name}' answered {status}",
         status=status,
-        retryable=status in DEFAULT_RETRY_STATUSES,
+        retryable=status in upstream.retry_statuses,
         retry_after=server_wait(resp.headers.get, now=time.time()),
         body=content,
         headers=headers,

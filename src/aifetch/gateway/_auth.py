@@ -1,4 +1,5 @@
-"""Caller authentication: gateway keys from ``Authorization: Bearer`` or ``api-key``.
+"""Caller authentication: gateway keys from ``Authorization: Bearer``, ``api-key`` or
+``x-api-key`` (what Anthropic's SDKs send).
 
 Keys are looked up in a dict keyed by the key bytes. A dict probe compares 64-bit hashes
 (SipHash) before any bytes, and compares bytes only when a guess's whole hash equals a real
@@ -40,8 +41,8 @@ class Caller:
 # presented) alive for the life of the process.
 def _missing() -> GatewayError:
     return codes.MISSING_API_KEY(
-        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or "
-        "'api-key: <key>'."
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>', "
+        "'api-key: <key>' or 'x-api-key: <key>'."
     )
 
 
@@ -77,7 +78,7 @@ class Authenticator:
                 if scheme.lower() == b"bearer" and token.strip():
                     key = token.strip()
                     break
-            elif name == b"api-key" and value.strip():
+            elif (name == b"api-key" or name == b"x-api-key") and value.strip():
                 key = value.strip()
                 break
         if key is None:

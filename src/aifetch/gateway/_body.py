@@ -41,9 +41,12 @@ class BodyBudget:
 class ReadBody:
     next: Handler
 
-    def __init__(self, limits: LimitsConfig, flights: Flights) -> None:
+    def __init__(
+        self, limits: LimitsConfig, flights: Flights, budget: BodyBudget | None = None
+    ) -> None:
+        """``budget``: another route's, so that all routes share one."""
         self.limit = limits.max_body_bytes
-        self.budget = BodyBudget(limits.max_buffered_body_bytes)
+        self.budget = budget or BodyBudget(limits.max_buffered_body_bytes)
         self.flights = flights
 
     async def __call__(self, ctx: RequestContext) -> None:

@@ -18,10 +18,17 @@ if TYPE_CHECKING:
     from aifetch.sse import ServerSentEvent, SSEBlockSplitter
 
     from ._context import RequestContext
+    from ._rules import StreamRules
 
 __all__ = [
+    "CALL_ROUTES",
+    "CHAT",
+    "MESSAGES",
     "MODEL_ROUTES",
+    "RESPONSES",
     "STREAMING_ROUTES",
+    "UPSTREAM_PATHS",
+    "USAGE_ROUTES",
     "Call",
     "EventHook",
     "Next",
@@ -32,13 +39,27 @@ __all__ = [
 
 _encode = msgspec.json.Encoder().encode
 
-# The routes of model calls → the path each one calls under an upstream's base_url.
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+# A /v1/messages call relayed byte-exact to an anthropic upstream (``_kinds``); every
+# other /v1/messages call runs as a chat completion (``_messages_in``).
+MESSAGES = "/v1/messages"
+
+# The plain model routes (each served by the same stages) → the path each one calls under
+# an upstream's base_url.
 MODEL_ROUTES = {
-    "/v1/chat/completions": "/chat/completions",
+    CHAT: "/chat/completions",
     "/v1/completions": "/completions",
     "/v1/embeddings": "/embeddings",
 }
-STREAMING_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
+# Every route a call may have (a pipe's own call too), and the upstream path of each; the
+# Responses API is served by OpenAI-kind upstreams only.
+CALL_ROUTES = frozenset({*MODEL_ROUTES, RESPONSES})
+UPSTREAM_PATHS = {**MODEL_ROUTES, RESPONSES: "/responses", MESSAGES: MESSAGES}
+STREAMING_ROUTES = frozenset({CHAT, "/v1/completions", RESPONSES})
+# The streaming routes whose usage comes only when asked (stream_options.include_usage);
+# the Responses API always reports it, in response.completed.
+USAGE_ROUTES = frozenset({CHAT, "/v1/completions"})
 
 # A stream hook sees each event after the commit point. It returns the event to relay
 # (the same object: the upstream's bytes go out untouched; a new one: it is re-encoded),
@@ -92,7 +113,7 @@ class Call:
         """The caller's own call, from the fields the body stage already read."""
         call = cls.__new__(cls)
         assert ctx.fields is not None  # read by the body stage before the model call
-        call.route, call._raw = ctx.path, ctx.body
+        call.route, call._raw = ctx.route, ctx.body
         call._fill(ctx.fields, ctx.caller_name, ctx.headers)
         return call
 
@@ -145,6 +166,8 @@ class StreamSource:
     # Blocks read up to and including the first content event (and any after it in the
     # same read), relayed first.
     held: list[bytes]
+    # What the stream's events mean (its wire format): for the relay.
+    rules: StreamRules
     # The configured secrets, scrubbed from every byte relayed.
     secrets: Secrets = field(default_factory=lambda: Secrets(()))
     # The upstream's connection slot this stream holds until it is closed.
@@ -175,6 +198,9 @@ class Reply:
     fallbacks: int = 0
     upstream_time: float = 0.0
     hooks: list[EventHook] = field(default_factory=list)
+    # The wire format of ``content`` or the stream, on the caller's side: "openai", or
+    # "anthropic" for a /v1/messages call relayed byte-exact to an anthropic upstream.
+    wire: str = "openai"
 
     @property
     def stream(self) -> bool:

@@ -89,6 +89,47 @@ HEADER_TOO_LARGE = _spec(
 # Logged as 499 (nginx's "client closed request"); a caller that is gone gets no answer.
 CLIENT_CLOSED = _spec("client_closed", 499, "the caller went away before the answer")
 
+# ---------------------------------------------------------------- dialects (docs/DIALECTS.md)
+
+# A request an upstream kind cannot take as it is, refused before it is sent (the next
+# target is tried): ``param`` names the field. Also a /v1/messages request that has no
+# OpenAI equivalent.
+UNSUPPORTED_PARAMETER = _spec(
+    "unsupported_parameter",
+    400,
+    "a field an anthropic or gemini upstream has no equivalent for (`param` names it)",
+)
+UNSUPPORTED_VALUE = _spec(
+    "unsupported_value",
+    400,
+    "a value an anthropic or gemini upstream cannot take, or a /v1/messages block or tool "
+    "with no OpenAI equivalent (`param` names the field)",
+)
+INVALID_VALUE = _spec(
+    "invalid_value", 400, "a field's value cannot be translated (`param` names the field)"
+)
+ROUTE_NOT_SUPPORTED = _spec(
+    "route_not_supported",
+    400,
+    "the model's upstreams do not serve the route: the Responses API on an anthropic, "
+    "gemini or mock upstream; completions or embeddings on an anthropic or gemini one",
+)
+PREVIOUS_RESPONSE_NOT_FOUND = _spec(
+    "previous_response_not_found",
+    400,
+    "`previous_response_id` names a response another caller made through the gateway",
+)
+RESPONSE_NOT_FOUND = _spec(
+    "response_not_found",
+    404,
+    "GET, DELETE or cancel of a response this gateway process did not make for this caller",
+)
+COUNT_TOKENS_UNSUPPORTED = _spec(
+    "count_tokens_unsupported",
+    404,
+    "/v1/messages/count_tokens for a model with no target on an anthropic upstream",
+)
+
 # ---------------------------------------------------------------- limits and budgets
 
 RATE_LIMITED_REQUESTS = _spec(
@@ -147,6 +188,11 @@ UPSTREAM_AUTH_FAILED = _spec(
     "upstream_auth_failed", 502, "an upstream rejected the gateway's own key (401/403)"
 )
 UPSTREAM_TOO_LARGE = _spec("upstream_too_large", 502, "an upstream body was over 64 MiB")
+UPSTREAM_INVALID_BODY = _spec(
+    "upstream_invalid_body",
+    502,
+    "an anthropic or gemini upstream answered 2xx with a body that is not its documented shape",
+)
 UPSTREAM_ERROR_EVENT = _spec("upstream_error_event", 502, "an upstream stream sent an error event")
 UPSTREAM_NO_CONTENT = _spec(
     "upstream_no_content", 502, "an upstream stream sent 1 MiB without a content event"

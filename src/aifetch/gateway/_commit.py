@@ -3,28 +3,24 @@
 Until then nothing has reached the caller, so a failure (an error event, a stream that
 ends or sends only comments and role chunks) can still be retried or handed to the next
 target (docs/ARCHITECTURE.md, the commit rule). Everything read meanwhile is held, whole
-SSE blocks only, and relayed first once the stream commits.
+SSE blocks only, and relayed first once the stream commits. Which event is content and
+which an error is the stream's wire format's to say (``_rules``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Literal
 
 import aifetch
 from aifetch.sse import SSEBlockSplitter, parse_block
 
 from . import _codes as codes
 from ._call import Reply, StreamSource
-from ._events import error_message_of, is_content_data, is_error_data
 from ._failure import Failure
+from ._rules import CHAT_RULES, StreamRules, Verdict
 from ._upstream import Upstream
 
 __all__ = ["Scan", "Verdict", "open_stream", "scan", "scan_batch"]
-
-# What the blocks read so far say: keep reading, the stream is committed (a content event
-# arrived), or it failed (an error event came first).
-Verdict = Literal["waiting", "committed", "failed"]
 
 # What a stream may send before its first content event (held, not yet relayed).
 MAX_HELD = 1024 * 1024
@@ -33,9 +29,10 @@ MAX_HELD = 1024 * 1024
 class Scan:
     """The blocks of one stream before its commit point, and what they say."""
 
-    __slots__ = ("error", "held", "verdict")
+    __slots__ = ("error", "held", "rules", "verdict")
 
-    def __init__(self) -> None:
+    def __init__(self, rules: StreamRules = CHAT_RULES) -> None:
+        self.rules = rules
         self.held: list[bytes] = []
         self.verdict: Verdict = "waiting"
         self.error = ""  # the upstream's message, when the verdict is "failed"
@@ -69,23 +66,30 @@ def scan(blocks: Iterable[bytes], state: Scan) -> Verdict:
             state.held.append(block)
             continue
         event = parse_block(block, stream_start=not state.held)
-        if event is not None and (event.event == "error" or is_error_data(event.data)):
-            state.verdict, state.error = "failed", error_message_of(event.data)
+        if event is None:
+            state.held.append(block)
+            continue
+        verdict = state.rules.verdict(event)
+        if verdict == "failed":
+            state.verdict, state.error = "failed", state.rules.error_message(event)
             return "failed"
         state.held.append(block)
-        if event is not None and is_content_data(event.data):
+        if verdict == "committed":
             state.verdict = "committed"
     return state.verdict
 
 
 async def open_stream(
-    upstream: Upstream, resp: aifetch.AsyncResponse, headers: list[tuple[str, str]]
+    upstream: Upstream,
+    resp: aifetch.AsyncResponse,
+    headers: list[tuple[str, str]],
+    rules: StreamRules,
 ) -> Reply | Failure:
-    """Read ``resp`` up to its first content event: the committed ``Reply``, or why the
-    stream was abandoned before anything reached the caller."""
+    """Read ``resp`` up to its first content event (by ``rules``): the committed
+    ``Reply``, or why the stream was abandoned before anything reached the caller."""
     chunks: AsyncIterator[bytes] = aiter(resp.body)
     splitter = SSEBlockSplitter()
-    state = Scan()
+    state = Scan(rules)
     size = 0
     async for chunk in chunks:
         size += len(chunk)
@@ -101,7 +105,7 @@ async def open_stream(
         tail = splitter.close()
         scan([tail] if tail else [], state)
     if state.verdict == "committed":
-        source = StreamSource(resp, chunks, splitter, state.held, upstream.secrets)
+        source = StreamSource(resp, chunks, splitter, state.held, rules, upstream.secrets)
         return Reply(resp.status, headers, source=source)
     await resp.aclose()
     if state.verdict == "failed":

@@ -89,7 +89,10 @@ class MockConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
 
 class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    kind: Literal["openai", "mock"] = "openai"
+    # openai: any OpenAI-compatible API; anthropic, gemini: translated (docs/DIALECTS.md);
+    # mock: the built-in offline provider.
+    kind: Literal["openai", "anthropic", "gemini", "mock"] = "openai"
+    # Required for openai; anthropic and gemini default to the provider's own.
     base_url: str | None = None
     api_key: str | None = None
     headers: dict[str, str] = {}
@@ -99,6 +102,8 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     # half with several, so one caller's long streams cannot starve the others).
     max_connections_per_caller: int | None = None
     mock: MockConfig = MockConfig()
+    # The anthropic-version header sent to an anthropic upstream.
+    anthropic_version: str = "2023-06-01"
     # The client's network settings (aifetch.AsyncClient's proxy, trust_env, verify, cert):
     # an HTTP proxy URL; whether HTTP(S)_PROXY/NO_PROXY apply; True, False or a CA bundle
     # path; a client certificate, one PEM path or [certificate, key].
@@ -136,6 +141,11 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     on_disconnect: Literal["cancel", "drain"] = "cancel"
     # USD per million tokens, for budgets and the ledger's cost column.
     price: PriceConfig | None = None
+    # The output limit sent to an upstream that requires one (anthropic) when the caller
+    # gives none; without it, 4096.
+    default_max_tokens: int | None = None
+    # anthropic-beta values sent with this model's calls to anthropic upstreams.
+    anthropic_beta: list[str] = []
 
 
 class CallerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -397,14 +407,17 @@ def _check(config: GatewayConfig) -> None:
 
 
 def _check_upstream(path: str, upstream: UpstreamConfig) -> None:
-    if upstream.kind == "openai":
-        if not upstream.base_url:
-            raise ConfigError(f"{path}.base_url: required for kind 'openai'")
+    if upstream.kind == "openai" and not upstream.base_url:
+        raise ConfigError(f"{path}.base_url: required for kind 'openai'")
+    if upstream.kind != "mock" and upstream.base_url is not None:
         parts = urlsplit(upstream.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{path}.base_url: expected an http(s) URL with a host")
         if parts.username or parts.password:
             raise ConfigError(f"{path}.base_url: put credentials in api_key, not in the URL")
+    version = upstream.anthropic_version
+    if not version or not version.isprintable() or version.strip() != version:
+        raise ConfigError(f"{path}.anthropic_version: expected a version such as 2023-06-01")
     _positive(f"{path}.max_connections", upstream.max_connections)
     share = upstream.max_connections_per_caller
     if share is not None and not 1 <= share <= upstream.max_connections:
@@ -458,6 +471,11 @@ def _check_model(path: str, model: ModelConfig, upstreams: dict[str, UpstreamCon
                 f" (known: {known})"
             )
     _positive(f"{path}.retry.attempts", model.retry.attempts)
+    if model.default_max_tokens is not None:
+        _positive(f"{path}.default_max_tokens", model.default_max_tokens)
+    for i, beta in enumerate(model.anthropic_beta):
+        if not beta or "," in beta or not beta.isprintable():
+            raise ConfigError(f"{path}.anthropic_beta[{i}]: expected one beta name, got {beta!r}")
 
 
 def _positive(path: str, value: int) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._auth import Caller
     from ._call import Reply
     from ._flight import Flight
+    from ._messages_in import Native
     from ._parse import RoutingFields
     from ._usage import Usage
 
@@ -37,6 +38,7 @@ class RequestContext:
         "body",
         "caller",
         "caller_name",
+        "dialect",
         "error",
         "fallbacks",
         "fields",
@@ -44,9 +46,12 @@ class RequestContext:
         "headers",
         "method",
         "model",
+        "native",
         "path",
+        "pin",
         "receive",
         "retries",
+        "route",
         "scope",
         "send",
         "started",
@@ -56,6 +61,7 @@ class RequestContext:
         "upstream",
         "upstream_time",
         "usage",
+        "wire",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
@@ -65,6 +71,15 @@ class RequestContext:
         self.started = time.perf_counter()
         self.method: str = scope["method"]
         self.path = path  # without the mount's root_path
+        # The model route the call runs as (a dialect stage may run /v1/messages as a chat
+        # completion), and the caller's wire format, for the log and the ledger.
+        self.route = path
+        self.dialect = "openai"
+        # What a dialect stage kept of the caller's own request, for a byte-exact relay to
+        # an upstream of the same dialect (``_kinds``).
+        self.native: Native | None = None
+        # The one upstream this call must go to (a Responses call continuing a response).
+        self.pin: str | None = None
         self.headers: list[tuple[bytes, bytes]] = scope["headers"]
         # Headers every answer to this request carries (CORS adds its own here).
         self.answer_headers: list[tuple[bytes, bytes]] = []
@@ -83,12 +98,14 @@ class RequestContext:
         self.retries = self.fallbacks = 0
         self.ttft: float | None = None  # seconds to the first content event of a stream
         self.usage: Usage | None = None
+        self.wire = "openai"  # the wire format of the answer's bytes (``Reply.wire``)
 
     def took(self, reply: Reply) -> None:
         """Note where the upstream part of the answer came from and what it cost."""
         self.upstream = reply.upstream
         self.upstream_time = reply.upstream_time
         self.retries, self.fallbacks = reply.retries, reply.fallbacks
+        self.wire = reply.wire
 
     def added(self) -> float:
         """Seconds the gateway itself took so far: since arrival, less the upstream wait."""

@@ -5,7 +5,10 @@ then the call goes to the next target (fallback). Waits between tries are the co
 retry timing (``aifetch._retry_timing``): what the upstream asked for (``retry-after-ms``,
 ``Retry-After``, the exhausted ``x-ratelimit-reset-*``) without jitter, else exponential
 backoff with full jitter. A wait longer than ``retry.max_server_wait`` is not waited for:
-the next target is tried, or the failure passed on.
+the next target is tried, or the failure passed on. How one attempt reaches its target
+depends on the upstream's kind (``_kinds``: each target is a ``Leg``, made once); a call
+pinned to one upstream (``ctx.pin``: a Responses call continuing a response made there)
+tries only the targets on it.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import time
 from aifetch._retry_timing import backoff_delay
 
 from . import _codes as codes
-from ._attempt import attempt, stopped
-from ._call import MODEL_ROUTES, Call, Reply
+from ._attempt import stopped
+from ._call import CALL_ROUTES, USAGE_ROUTES, Call, Reply
 from ._codes import model_not_found
 from ._config import ModelConfig, RetryConfig
 from ._context import RequestContext
 from ._failure import Failure
+from ._kinds import Leg, legs_of
 from ._metrics import Metrics
 from ._parse import patch_body
 from ._upstream import Upstream
@@ -36,6 +40,7 @@ class Dispatcher:
         self.upstreams = upstreams
         self.models = models
         self.metrics = metrics
+        self.legs = {name: legs_of(model, upstreams) for name, model in models.items()}
 
     async def dispatch(self, call: Call, ctx: RequestContext) -> Reply:
         """``call`` (made by the gateway or by a pipe) as part of the request ``ctx``."""
@@ -52,24 +57,28 @@ class Dispatcher:
                 f"This key may not use the model '{call.model}'.", param="model"
             )
         flight.drain = model.on_disconnect == "drain"
-        if call.route not in MODEL_ROUTES:
+        if call.route not in CALL_ROUTES:
             raise codes.PIPE_ERROR(f"a gateway pipe made a call to an unknown route {call.route}")
         raw = call.raw_body()
+        asks_usage = call.stream and call.route in USAGE_ROUTES
+        legs = self.legs[call.model]
+        if ctx.pin is not None:
+            legs = _pinned(legs, ctx.pin)
         started = time.perf_counter()
         failure: Failure | None = None
         retries = fallbacks = 0
-        for index, target in enumerate(model.targets):
+        for index, leg in enumerate(legs):
             if index:
                 fallbacks += 1
                 self.metrics.fallback(call.model)
-            upstream = self.upstreams[target.upstream]
-            upstream_model = target.model or call.model
-            body = patch_body(raw, call.fields, upstream_model, call.stream)
+            upstream = leg.upstream
+            upstream_model = leg.model or call.model
+            body = patch_body(raw, call.fields, upstream_model, asks_usage)
             for n in range(model.retry.attempts):
                 if n:
                     retries += 1
                     self.metrics.retry(call.model, upstream.name)
-                outcome = await attempt(upstream, call, body, ctx)
+                outcome = await leg.send(upstream, call, body, ctx)
                 if isinstance(outcome, Reply):
                     if outcome.source is not None:
                         flight.opened_stream(outcome.source)
@@ -91,6 +100,12 @@ class Dispatcher:
         reply.retries, reply.fallbacks = retries, fallbacks
         reply.upstream_time = time.perf_counter() - started
         return reply
+
+
+def _pinned(legs: tuple[Leg, ...], upstream: str) -> tuple[Leg, ...]:
+    """The targets on ``upstream``; all of them when the model has none there (the
+    upstream asked then says whether it knows the response)."""
+    return tuple(leg for leg in legs if leg.upstream.name == upstream) or legs
 
 
 def _wait(retry: RetryConfig, n: int, failure: Failure) -> float | None:

@@ -23,6 +23,7 @@ class Failure:
     retry_after: float | None = None
     body: bytes | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    param: str | None = None  # the request field at fault, for a refusal
 
     @property
     def answer_status(self) -> int:
@@ -31,4 +32,4 @@ class Failure:
         return status
 
     def error(self) -> GatewayError:
-        return self.spec(self.message, status=self.status, headers=self.headers)
+        return self.spec(self.message, status=self.status, param=self.param, headers=self.headers)

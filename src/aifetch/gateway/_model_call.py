@@ -41,7 +41,7 @@ class ModelCall:
         flight = ctx.flight = Flight(False, ctx.started)
         self.flights.add(flight)
         try:
-            if call.stream and ctx.path in STREAMING_ROUTES:
+            if call.stream and ctx.route in STREAMING_ROUTES:
                 ctx.stream = True
                 await self.streams(ctx, call)
                 return

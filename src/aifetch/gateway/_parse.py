@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import msgspec
 
 from . import _codes as codes
-from ._usage import Usage, UsageFields
+from ._usage import IOUsageFields, Usage, UsageFields
 
 __all__ = ["RoutingFields", "decode_fields", "one_value_per_key", "patch_body", "usage_of"]
 
@@ -178,7 +178,12 @@ class _WithUsage(msgspec.Struct):
     usage: UsageFields | None = None
 
 
+class _WithIOUsage(msgspec.Struct):
+    usage: IOUsageFields | None = None
+
+
 _usage_decoder = msgspec.json.Decoder(_WithUsage)
+_io_usage_decoder = msgspec.json.Decoder(_WithIOUsage)
 _USAGE_KEY = b'"usage"'
 
 
@@ -190,7 +195,8 @@ def usage_of(content: bytes) -> Usage | None:
     valid JSON only when the match is a key of the top-level object (a nested key leaves
     closing brackets over, and a quote inside a string is escaped, so it follows a
     backslash, never ``{``, ``,`` or whitespace). Anything else falls back to decoding the
-    whole body.
+    whole body. A usage object without chat figures is read again in the Responses API's
+    and Anthropic's shape (the answers of the routes relayed byte-exact).
     """
     at = content.rfind(_USAGE_KEY)
     if at < 0:
@@ -206,4 +212,12 @@ def usage_of(content: bytes) -> Usage | None:
             usage = _usage_decoder.decode(content).usage
     except msgspec.DecodeError:
         return None
-    return None if usage is None else usage.value()
+    if usage is None:
+        return None
+    if usage.prompt_tokens is None and usage.completion_tokens is None:  # not chat's shape
+        try:
+            other = _io_usage_decoder.decode(content).usage
+        except msgspec.DecodeError:
+            return None
+        return None if other is None else other.value()
+    return usage.value()

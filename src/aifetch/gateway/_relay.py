@@ -13,6 +13,10 @@ A failure after the commit point ends the stream with an OpenAI-shaped SSE ``err
 and no ``data: [DONE]`` (docs/ARCHITECTURE.md, the commit rule), so a truncated answer
 never looks complete. The stream is complete only when an event's data is exactly
 ``[DONE]``.
+
+That is the rule for chat chunks. A stream in another wire format (the Responses API, or
+Anthropic's Messages relayed byte-exact) brings its own filter, completing event and error
+event with it (``StreamSource.rules``, ``_rules``); the loop is the same.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from . import _codes as codes
 from ._call import Call, EventHook, Reply, StreamSource
 from ._context import RequestContext
 from ._downstream import Downstream
-from ._errors import GatewayError, error_event
+from ._errors import GatewayError
 from ._events import error_message_of, is_error_data
 from ._secrets import Secrets
 from ._usage import Usage, UsageFields
@@ -239,7 +243,8 @@ async def relay(ctx: RequestContext, call: Call, reply: Reply, down: Downstream)
     assert source is not None
     assert flight is not None
     outcome = RelayOutcome()
-    filt = _BlockFilter(outcome, not call.fields.wants_usage, reply)
+    rules = source.rules
+    filt = rules.Filter(outcome, not call.fields.wants_usage, reply)
     name = filt.upstream
     try:
         out = filt.process(b"".join(source.held))
@@ -262,12 +267,12 @@ async def relay(ctx: RequestContext, call: Call, reply: Reply, down: Downstream)
         await source.close()
     if outcome.error is None and not outcome.done and flight.reason is None:
         outcome.error = codes.UPSTREAM_INCOMPLETE(
-            f"upstream '{name}' ended the stream before [DONE]"
+            f"upstream '{name}' ended the stream before {rules.end}"
         )
     if flight.reason == "disconnect":
         outcome.caller_gone = True
         return outcome
-    await down.end(error_event(outcome.error) if outcome.error is not None else b"")
+    await down.end(rules.error_event(outcome.error) if outcome.error is not None else b"")
     return outcome
 
 

@@ -1,8 +1,10 @@
 """The route table, and the small answers that need no upstream.
 
 Routes are an exact-match table of paths; anything else is an OpenAI-shaped 404, and a
-known path with another method a 405. Each route's handler is its own chain of stages
-(``_app.py`` builds the table).
+known path with another method a 405. A path that names a resource (``/v1/responses/{id}``)
+goes to the handler of its prefix, looked at only when no exact path matched; that
+handler checks the rest of the path and the method itself. Each route's handler is its own
+chain of stages (``_app.py`` builds the table).
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ class Route(NamedTuple):
 class Router:
     """The last stage of the path: the request's route, or 404/405."""
 
-    def __init__(self, routes: Mapping[str, Route]) -> None:
+    def __init__(
+        self, routes: Mapping[str, Route], prefixes: Mapping[str, Handler] | None = None
+    ) -> None:
         self.routes = dict(routes)
+        self.prefixes = dict(prefixes or {})
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
         if (ctx.scope.get("raw_path") or b"").find(b"%") >= 0:  # find: `in` on bytes is slower
@@ -45,6 +50,9 @@ class Router:
             raise _unknown(ctx)
         route = self.routes.get(ctx.path)
         if route is None:
+            for prefix, handler in self.prefixes.items():
+                if ctx.path.startswith(prefix):
+                    return handler(ctx)
             raise _unknown(ctx)
         if ctx.method != route.method:
             raise codes.METHOD_NOT_ALLOWED(f"Method {ctx.method} is not allowed on {ctx.path}")

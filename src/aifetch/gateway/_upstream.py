@@ -2,22 +2,52 @@
 
 One ``aifetch.AsyncClient`` per upstream (its own pool, timeouts and key). Upstream URLs
 come only from config: the caller supplies a body, never a host, path or header that
-reaches the upstream.
+reaches the upstream. The key goes where the upstream's kind wants it: ``Authorization:
+Bearer`` (openai), ``x-api-key`` (anthropic) or ``x-goog-api-key`` (gemini: never in the
+URL, where access logs would keep it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from collections.abc import Awaitable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aifetch
+from aifetch._retry_timing import DEFAULT_RETRY_STATUSES
+from aifetch.providers import dialect as dialect_of
 
 from ._config import GatewayConfig, UpstreamConfig, client_cert
 from ._mock import mock_pipe
 from ._secrets import Secrets
 from ._slots import Slots
 
-__all__ = ["Upstream", "answer_headers", "configured_secrets"]
+__all__ = [
+    "TRANSLATED_KINDS",
+    "Fetcher",
+    "Upstream",
+    "answer_headers",
+    "configured_secrets",
+]
+
+# The kinds spoken through a dialect of aifetch.providers (docs/DIALECTS.md).
+TRANSLATED_KINDS = frozenset({"anthropic", "gemini"})
+
+
+class Fetcher(Protocol):
+    """What a call needs of an upstream's client: ``aifetch.AsyncClient``, or a wrapper of
+    it for one translated call (``_kinds``)."""
+
+    def fetch(
+        self,
+        resource: str,
+        *,
+        method: str = ...,
+        headers: aifetch.Headers | None = ...,
+        body: bytes | None = ...,
+        signal: aifetch.AbortSignal | None = ...,
+    ) -> Awaitable[aifetch.AsyncResponse]: ...
 
 
 def configured_secrets(config: GatewayConfig) -> Secrets:
@@ -41,21 +71,33 @@ class Upstream:
         """``shared``: several callers use the gateway, so each gets a fair share of the
         connections by default."""
         self.name = name
+        self.kind = config.kind
+        dialect = dialect_of(config.kind) if config.kind in TRANSLATED_KINDS else None
         pipes: list[Any] = []
         if config.kind == "mock":
             pipes.append(mock_pipe(config.mock))
             self.base = "http://mock.invalid"
         else:
-            self.base = (config.base_url or "").rstrip("/")
+            default = dialect.default_base_url if dialect is not None else ""
+            self.base = (config.base_url or default).rstrip("/")
         # Every call sends the same headers: built once here and copied as they are per
         # request (a bearer pipe would merge them again on every call).
         headers = aifetch.Headers({"content-type": "application/json"})
+        if config.kind == "anthropic":
+            headers.append("anthropic-version", config.anthropic_version)
         for header, value in config.headers.items():
             if header.lower() != "content-type":
                 headers.append(header, value)
-        if config.api_key and config.kind != "mock" and "authorization" not in headers:
-            headers.append("authorization", f"Bearer {config.api_key}")
+        if config.api_key and config.kind != "mock":
+            auth = dialect.auth_headers(config.api_key) if dialect is not None else None
+            for header, value in auth or [("authorization", f"Bearer {config.api_key}")]:
+                if header not in headers:
+                    headers.append(header, value)
         self.headers = headers
+        # Answers worth another try: Anthropic's 529 (overloaded) besides the usual ones.
+        self.retry_statuses = (
+            dialect.retry_statuses if dialect is not None else DEFAULT_RETRY_STATUSES
+        )
         self._urls: dict[str, str] = {}
         t = config.timeout
         settings: dict[str, Any] = dict(
@@ -73,18 +115,30 @@ class Upstream:
             verify=config.verify,
             cert=client_cert(config),
         )
-        self.client = aifetch.AsyncClient(**settings)
+        self.http = aifetch.AsyncClient(**settings)
         # Streaming calls on the lean transport when configured (the slots below bound
         # the calls of both clients together).
         lean = config.stream_transport == "lean" and config.kind != "mock"
-        self.stream_client = (
-            aifetch.AsyncClient(**settings, transport="lean") if lean else self.client
-        )
+        self.stream_http = aifetch.AsyncClient(**settings, transport="lean") if lean else self.http
+        # What calls go through: the upstream's own clients, or in a view, a wrapper.
+        self.client: Fetcher = self.http
+        self.stream_client: Fetcher = self.stream_http
         self.secrets = secrets
         size = config.max_connections
         share = config.max_connections_per_caller or (max(1, size // 2) if shared else size)
         self.slots = Slots(size, share)
         self.pool_wait = config.timeout.pool
+
+    def view(self, **changes: Any) -> Upstream:
+        """This upstream with some attributes changed (``headers``, ``client``), sharing
+        its connection pool, slots and secrets: how one model's target, or one call, talks
+        to it differently."""
+        view = copy.copy(self)
+        for name, value in changes.items():
+            if not hasattr(self, name):
+                raise AttributeError(f"Upstream has no attribute {name!r}")
+            setattr(view, name, value)
+        return view
 
     def url(self, path: str) -> str:
         """The URL of ``path`` under ``base_url``. One string per path, kept: the client's
@@ -95,9 +149,9 @@ class Upstream:
         return url
 
     async def aclose(self) -> None:
-        await self.client.aclose()
-        if self.stream_client is not self.client:
-            await self.stream_client.aclose()
+        await self.http.aclose()
+        if self.stream_http is not self.http:
+            await self.stream_http.aclose()
 
 
 def answer_headers(resp: aifetch.AsyncResponse) -> list[tuple[str, str]]:
