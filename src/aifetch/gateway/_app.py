@@ -3,16 +3,18 @@
 No framework sits on the hot path (raw ASGI served 1.35-1.46x the req/s of Starlette on
 this hardware; docs/ARCHITECTURE.md). The ASGI entry makes the request's context, runs it
 down the request path (the stages, listed in order in ``__init__``), turns any error into
-an OpenAI-shaped answer at this one edge, and writes the access log. Mounted under a
-prefix (``app.mount("/ai", gateway)``), ``root_path`` is stripped first.
+an OpenAI-shaped answer at this one edge, and writes the access log and the ledger row.
+Mounted under a prefix (``app.mount("/ai", gateway)``), ``root_path`` is stripped first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from . import _codes as codes
 from ._accesslog import AccessLog
+from ._admin_route import ADMIN_PREFIX, AdminRoute
 from ._auth import Authenticator, Gate
 from ._body import ReadBody
 from ._call import MODEL_ROUTES
@@ -22,13 +24,16 @@ from ._cors import Cors
 from ._dispatch import Dispatcher
 from ._errors import GatewayError
 from ._flight import Flights
+from ._ledger import LedgerRows, TagRequest
+from ._limits import Limits
 from ._metrics import Metrics
 from ._model_call import ModelCall
 from ._pipes import PipeChain, load_pipes
 from ._respond import send_error
-from ._routes import Health, MetricsPage, ModelList, Route, Router
+from ._routes import ANY_METHOD, Health, MetricsPage, ModelList, Route, Router
 from ._static import StaticFile, static_paths
 from ._upstream import Upstream, configured_secrets
+from .governance import Governor, governance_active
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -43,27 +48,34 @@ def create_app(config: GatewayConfig) -> GatewayApp:
 class GatewayApp:
     """An OpenAI-compatible gateway; an ASGI 3 callable.
 
-    Close it with ``await app.aclose()`` (ASGI lifespan shutdown does this when the server
-    sends lifespan events; a host app that mounts it should call it on its own shutdown).
+    Start it with ``await app.start()`` and close it with ``await app.aclose()`` (the ASGI
+    lifespan does both when the server sends lifespan events; a host app that mounts it
+    should call them on its own start-up and shutdown).
     """
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.governor = governor = Governor(config)
+        if governor.enabled:
+            self.metrics.registry.register(governor.metrics)
         secrets = configured_secrets(config)
-        shared = len(config.callers) > 1
+        # Several callers (or virtual keys) share each upstream's connections fairly.
+        shared = len(config.callers) > 1 or config.keys is not None
         self.upstreams = {
             name: Upstream(name, cfg, secrets, shared) for name, cfg in config.upstreams.items()
         }
-        self.auth = Authenticator(config.callers)
+        self.auth = Authenticator(config.callers, governor)
         self.flights = Flights()
         self.access = AccessLog(config.server.access_log)
+        self.ledger = LedgerRows(governor) if governor.ledger is not None else None
         dispatcher = Dispatcher(self.upstreams, dict(config.models), self.metrics)
         chain = PipeChain(load_pipes(config.pipes), dispatcher)
         # The request path, outermost first (docs/ARCHITECTURE.md, "The request path").
         # A stage that is off is left out, not skipped per request.
         outer: list[Stage] = [Cors(config.cors)] if config.cors.allow_origins else []
-        self.handle: Handler = stages(*outer, end=Router(self._routes(chain)))
+        router = Router(self._routes(chain), self._prefix_routes())
+        self.handle: Handler = stages(*outer, end=router)
 
     def _routes(self, chain: PipeChain) -> dict[str, Route]:
         """Each route, with the stages of its own."""
@@ -71,6 +83,7 @@ class GatewayApp:
         model_call = stages(
             Gate(self.auth),
             ReadBody(config.limits, self.flights),
+            *self._governance(),
             end=ModelCall(config, chain, self.metrics, self.flights),
         )
         routes = {path: Route("POST", model_call) for path in MODEL_ROUTES}
@@ -80,7 +93,25 @@ class GatewayApp:
         routes["/metrics"] = Route("GET", MetricsPage(self.metrics, config.server.metrics_key))
         for path in static_paths(config.server.playground):  # /aifetch.js, the playground
             routes[path] = Route("GET", StaticFile(path))
+        if self.governor.admin is not None:
+            routes[ADMIN_PREFIX] = Route(ANY_METHOD, AdminRoute(self.governor.admin))
         return routes
+
+    def _prefix_routes(self) -> dict[str, Route]:
+        """Routes by path prefix (looked at only when no exact path matches)."""
+        if self.governor.admin is None:
+            return {}
+        return {ADMIN_PREFIX + "/": Route(ANY_METHOD, AdminRoute(self.governor.admin))}
+
+    def _governance(self) -> list[Stage]:
+        """A model call's governance stages, after its body is read: the request id of its
+        ledger row on the answer, then its limits. Each only when configured."""
+        out: list[Stage] = []
+        if self.ledger is not None:
+            out.append(TagRequest())
+        if governance_active(self.config):
+            out.append(Limits(self.governor))
+        return out
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -93,12 +124,21 @@ class GatewayApp:
     def in_flight(self) -> int:
         return len(self.flights)
 
+    async def start(self) -> None:
+        """Start governance (connect the ledger database, load the virtual keys, start the
+        writers); a no-op without it."""
+        if self.governor.enabled:
+            await self.governor.start()
+
     async def aclose(self) -> None:
-        """Close every upstream client."""
+        """Close every upstream client; write the settlements and ledger rows still
+        waiting."""
         self.metrics.close()  # a worker's last metrics snapshot (--workers)
         self.flights.cancel_sweep()
         for upstream in self.upstreams.values():
             await upstream.aclose()
+        if self.governor.enabled:
+            await self.governor.aclose()
 
     # ------------------------------------------------------------------ ASGI
 
@@ -122,11 +162,24 @@ class GatewayApp:
             await send_error(ctx, codes.INTERNAL("The gateway failed to handle the request."))
         if self.access.enabled and self.access.active():
             self.access.emit(ctx)
+        if self.ledger is not None:
+            self.ledger.emit(ctx)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    # The error's own words (a schema to migrate, a database refusing):
+                    # the URL is not repeated, as a DSN may hold a password.
+                    reason = f"governance could not start: {type(exc).__name__}: {exc}"
+                    log.error("%s", reason)
+                    with contextlib.suppress(Exception):
+                        await self.governor.aclose()
+                    await send({"type": "lifespan.startup.failed", "message": reason})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
