@@ -69,6 +69,7 @@ class GatewayApp:
         self.flights = Flights()
         self.access = AccessLog(config.server.access_log)
         self.ledger = LedgerRows(governor) if governor.ledger is not None else None
+        self.limits = Limits(governor) if governance_active(config) else None
         dispatcher = Dispatcher(self.upstreams, dict(config.models), self.metrics)
         chain = PipeChain(load_pipes(config.pipes), dispatcher)
         # The request path, outermost first (docs/ARCHITECTURE.md, "The request path").
@@ -109,8 +110,8 @@ class GatewayApp:
         out: list[Stage] = []
         if self.ledger is not None:
             out.append(TagRequest())
-        if governance_active(self.config):
-            out.append(Limits(self.governor))
+        if self.limits is not None:
+            out.append(self.limits)
         return out
 
     # ------------------------------------------------------------------ lifecycle
@@ -160,6 +161,9 @@ class GatewayApp:
             # A bug here or in a pipe: still an OpenAI-shaped answer, details only in the log.
             log.exception("request failed: %s %s", ctx.method, path)
             await send_error(ctx, codes.INTERNAL("The gateway failed to handle the request."))
+        finally:
+            if ctx.admission is not None and self.limits is not None:
+                self.limits.settle(ctx)  # once, whatever ended the call
         if self.access.enabled and self.access.active():
             self.access.emit(ctx)
         if self.ledger is not None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._flight import Flight
     from ._parse import RoutingFields
     from ._usage import Usage
-    from .governance import Identity
+    from .governance import Admission, Identity
 
 __all__ = ["Handler", "Receive", "RequestContext", "Scope", "Send", "Stage", "stages"]
 
@@ -36,6 +36,7 @@ class RequestContext:
 
     __slots__ = (
         "_request_id",
+        "admission",
         "answer_headers",
         "body",
         "caller",
@@ -77,6 +78,7 @@ class RequestContext:
         # Whose limits and ledger rows this call counts against (set by the gate when
         # governance is on: the config caller's identity, or the virtual key's).
         self.identity: Identity | None = None
+        self.admission: Admission | None = None  # what the limits stage reserved
         # The wire format the caller speaks (a dialect stage may set another).
         self.dialect = "openai"
         self._request_id: str | None = None

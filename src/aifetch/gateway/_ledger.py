@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable
 
 from ._context import Handler, RequestContext
+from ._usage import Usage
 from .governance import Governor, LedgerRow
 
 __all__ = ["REQUEST_ID_HEADER", "LedgerRows", "TagRequest"]
@@ -35,42 +36,44 @@ class TagRequest:
         return self.next(ctx)
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
 class LedgerRows:
     """Writes each finished model call's row (``emit``)."""
 
     def __init__(self, governor: Governor) -> None:
-        self.governor = governor
+        assert governor.ledger is not None
+        self.record = governor.ledger.record  # an append to the bounded buffer
+        self.cost = governor.cost
 
     def emit(self, ctx: RequestContext) -> None:
         fields = ctx.fields
         if fields is None:  # not a model call, or refused before its body was read
             return
         took = time.perf_counter() - ctx.started
-        usage = ctx.usage
+        usage = ctx.usage or _NONE
         who = ctx.identity
         model = ctx.model or fields.model
-        row = LedgerRow(
-            ts=time.time() - took,
-            request_id=ctx.request_id,
-            caller=ctx.caller_name,
-            key_name=None if who is None else who.key_name,
-            model=model,
-            upstream=ctx.upstream,
-            dialect=ctx.dialect,
-            stream=ctx.stream or bool(fields.stream),
-            status=ctx.status,
-            duration_ms=_ms(took),
-            ttft_ms=None if ctx.ttft is None else _ms(ctx.ttft),
-            error=ctx.error,
+        ttft = ctx.ttft
+        self.record(
+            LedgerRow(
+                ts=time.time() - took,
+                request_id=ctx.request_id,
+                caller=ctx.caller_name,
+                key_name=None if who is None else who.key_name,
+                model=model,
+                upstream=ctx.upstream,
+                dialect=ctx.dialect,
+                stream=ctx.stream or bool(fields.stream),
+                status=ctx.status,
+                duration_ms=round(took * 1000, 3),
+                ttft_ms=None if ttft is None else round(ttft * 1000, 3),
+                error=ctx.error,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost_nano_usd=self.cost(model, usage) if usage is not _NONE else 0,
+            )
         )
-        if usage is not None:
-            row.prompt_tokens = usage.prompt_tokens
-            row.completion_tokens = usage.completion_tokens
-            row.cached_tokens = usage.cached_tokens
-            row.reasoning_tokens = usage.reasoning_tokens
-            row.cost_nano_usd = self.governor.cost(model, usage)
-        self.governor.record(row)
+
+
+_NONE = Usage()

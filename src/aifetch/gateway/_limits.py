@@ -1,14 +1,19 @@
 """The limits stage: reserve a call's share of its caller's limits before any upstream is
-called, and settle it, exactly once, when the call is over.
+called; and its settlement, exactly once, when the call is over.
 
 It runs after the body is read (the estimate needs its size and ``max_tokens``) and
-before the model call. A caller without limits passes through a plain ``def`` (no
-coroutine frame); a limited one is admitted (``Governor.admit``: at most one Redis
-script call), or refused with 429 and the ``x-ratelimit-*`` and ``Retry-After`` headers
-(503 ``state_unavailable`` when Redis is away and ``on_state_error`` is ``closed``).
-An admitted call's answer carries the ``x-ratelimit-*`` headers, and whatever ends the
-call (an answer sent, a stream ended or cut, an upstream failure, the caller gone) settles
-it in a ``finally``: ``Governor.settle`` never waits, and sends nothing per chunk.
+before the model call. A caller without limits passes through; a limited one is admitted
+(memory state decides at once; Redis takes one script call), or refused with 429 and the
+``x-ratelimit-*`` and ``Retry-After`` headers (503 ``state_unavailable`` when Redis is away
+and ``on_state_error`` is ``closed``). The admission rides on the context and its
+``x-ratelimit-*`` headers on the answer.
+
+The ASGI edge settles it once the request is over, whatever ended it (an answer sent, a
+stream ended or cut, an upstream failure, the caller gone, even a cancelled task: it is a
+``finally`` there), beside the access log and the ledger row. Settling there rather than
+in a ``finally`` here leaves this stage a plain ``def`` for memory state: no coroutine
+frame per call (bench/README.md, governance). ``Governor.settle`` never waits, and sends
+nothing per chunk.
 
 What the settlement counts is ``spent(ctx)``: the usage the upstream reported; else, for
 a call that got an answer whose usage never came (a stream cut before its usage chunk),
@@ -23,7 +28,7 @@ from collections.abc import Awaitable
 from ._call import STREAMING_ROUTES
 from ._context import Handler, RequestContext
 from ._usage import Usage
-from .governance import Governor, Identity
+from .governance import Estimate, Governor, Identity
 
 __all__ = ["Limits", "spent"]
 
@@ -54,26 +59,38 @@ class Limits:
         who = ctx.identity
         if who is None or not who.limited:
             return self.next(ctx)
-        return self._admitted(ctx, who)
-
-    async def _admitted(self, ctx: RequestContext, who: Identity) -> None:
-        governor = self.governor
         fields = ctx.fields
         assert fields is not None  # ReadBody ran
-        assert ctx.model is not None
+        model = ctx.model
+        assert model is not None
         out = fields.max_completion_tokens
-        estimate = governor.estimate(
+        estimate = self.governor.estimate(
             len(ctx.body),
             out if out is not None else fields.max_tokens,
             fields.n,
-            embeddings=ctx.path == _EMBEDDINGS,
+            ctx.path == _EMBEDDINGS,
         )
         stream = bool(fields.stream) and ctx.path in STREAMING_ROUTES
-        admission = await governor.admit(who, ctx.model, estimate, stream)
+        admission = self.governor.admit_now(who, model, estimate, stream)
+        if admission is None:  # a Redis call
+            return self._admit_shared(ctx, who, model, estimate, stream)
+        ctx.admission = admission
         if admission.headers:
             # A new list: CORS's may be shared by every request from one origin.
             ctx.answer_headers = [*ctx.answer_headers, *admission.headers]
-        try:
-            await self.next(ctx)
-        finally:
-            governor.settle(admission, spent(ctx))
+        return self.next(ctx)
+
+    async def _admit_shared(
+        self, ctx: RequestContext, who: Identity, model: str, estimate: Estimate, stream: bool
+    ) -> None:
+        admission = ctx.admission = await self.governor.admit(who, model, estimate, stream)
+        if admission.headers:
+            ctx.answer_headers = [*ctx.answer_headers, *admission.headers]
+        await self.next(ctx)
+
+    def settle(self, ctx: RequestContext) -> None:
+        """Settle the admission of the call in ``ctx`` (the edge calls this once)."""
+        admission = ctx.admission
+        if admission is not None:
+            ctx.admission = None
+            self.governor.settle(admission, spent(ctx))
