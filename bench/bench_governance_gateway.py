@@ -15,8 +15,8 @@ the proxies pinned to core 1, wrk, this script and the upstream on core 0):
 
 The governed caller has all four limits (rpm, tpm, max_streams, a budget), high enough
 never to refuse: every call is admitted against its counters, settled, and leaves a ledger
-row. Before timing, each governed target must answer with the x-ratelimit-* headers and
-a request id; after, its /metrics must show ledger rows written and none dropped.
+row. Before timing, each governed target must answer with the x-ratelimit-* headers;
+after, its /metrics must show ledger rows written and none dropped.
 
 Per target, as bench_gateway.py measures them: req/s and p50/p99 latency at concurrency
 32 (wrk), sequential p50/p99 over one keep-alive connection, 200-chunk streams, and the
@@ -181,7 +181,7 @@ def start_governed(name: str, upstream_port: int, made: Backends) -> Target:
 
 
 def check_governed(target: Target) -> None:
-    """A governed answer carries the limits' headers and its ledger row's id."""
+    """A governed answer carries the limits' headers."""
     conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
     try:
         headers = {"Content-Type": "application/json", **target.headers}
@@ -192,8 +192,6 @@ def check_governed(target: Target) -> None:
         conn.close()
     if answer.status != 200 or answer.getheader("x-ratelimit-limit-requests") is None:
         raise RuntimeError(f"{target.name}: no x-ratelimit-* headers (HTTP {answer.status})")
-    if answer.getheader("x-aifetch-request-id") is None:
-        raise RuntimeError(f"{target.name}: no x-aifetch-request-id")
 
 
 _ROWS = re.compile(r'^aifetch_gateway_ledger_rows_total\{outcome="(\w+)"\} (\S+)$', re.M)

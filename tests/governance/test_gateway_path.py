@@ -105,8 +105,7 @@ def test_an_admitted_call_carries_the_rate_limit_headers(fake: FakeUpstream, ser
     assert headers["x-ratelimit-limit-tokens"] == str(TPM)
     assert int(headers["x-ratelimit-remaining-tokens"]) == TPM - _reserved(body)
     assert headers["x-ratelimit-reset-requests"].endswith("s")
-    # Without a ledger no request id is made.
-    assert "x-aifetch-request-id" not in headers
+    assert "x-aifetch-request-id" not in headers  # (only error answers, with a ledger)
     with httpx.stream(
         "POST", gw.url + CHAT, json=chat(), headers={"authorization": f"Bearer {KEY}"}
     ) as streamed:
@@ -335,28 +334,31 @@ def test_every_model_call_leaves_a_ledger_row_named_by_its_request_id(
     with httpx.stream(
         "POST", gw.url + CHAT, json=chat(), headers={"authorization": f"Bearer {KEY}"}
     ) as streamed:
-        stream_id = streamed.headers["x-aifetch-request-id"]
+        streamed_headers = streamed.headers
         b"".join(streamed.iter_raw())
     refused = _post(gw, chat(stream=False))
     unlimited = _post(gw, chat(stream=False), OTHER_KEY)
     no_model = httpx.post(gw.url + CHAT, content=b"{}", headers={"authorization": f"Bearer {KEY}"})
     gw.stop()  # a graceful shutdown writes every row
 
-    ids = [a.headers["x-aifetch-request-id"] for a in (plain, refused, unlimited)]
+    # The access log names each call's id; an error answer carries it, a success does not.
+    ids = [r.get("request_id") for r in access_records]
+    assert ids[4] is None  # no body read as a model call: no call, no row, no id
+    assert len(set(ids[:4])) == 4
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids[:4])
     assert refused.status_code == 429
-    assert "x-aifetch-request-id" not in no_model.headers  # no body read: no call, no row
+    assert refused.headers["x-aifetch-request-id"] == ids[2]
+    for answer in (plain.headers, streamed_headers, unlimited.headers, no_model.headers):
+        assert "x-aifetch-request-id" not in answer
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
         rows = {r["request_id"]: dict(r) for r in conn.execute("SELECT * FROM aifetch_ledger")}
-    assert set(rows) == {ids[0], stream_id, ids[1], ids[2]}
+    assert set(rows) == set(ids[:4])
     row = rows[ids[0]]
     usage = plain.json()["usage"]
     assert (row["caller"], row["key_name"], row["model"], row["upstream"]) == (
-        "app",
-        None,
-        "gpt",
-        "fake",
-    )
+        "app", None, "gpt", "fake"
+    )  # fmt: skip
     assert (row["dialect"], row["stream"], row["status"], row["error"]) == ("openai", 0, 200, None)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
         usage["prompt_tokens"], usage["completion_tokens"]
@@ -364,16 +366,13 @@ def test_every_model_call_leaves_a_ledger_row_named_by_its_request_id(
     assert row["ttft_ms"] is None
     assert row["duration_ms"] > 0
     assert abs(row["ts"] - time.time()) < 60
-    streamed_row = rows[stream_id]
+    streamed_row = rows[ids[1]]
     assert streamed_row["stream"] == 1
     assert streamed_row["ttft_ms"] is not None
     assert 0 < streamed_row["ttft_ms"] <= streamed_row["duration_ms"]
-    assert (rows[ids[1]]["status"], rows[ids[1]]["error"]) == (429, "rate_limit_exceeded")
-    assert rows[ids[1]]["upstream"] is None
-    assert rows[ids[2]]["caller"] == "other"
-    # The access log names the same id.
-    logged = {r.get("request_id") for r in access_records}
-    assert set(rows) <= logged
+    assert (rows[ids[2]]["status"], rows[ids[2]]["error"]) == (429, "rate_limit_exceeded")
+    assert rows[ids[2]]["upstream"] is None
+    assert rows[ids[3]]["caller"] == "other"
 
 
 def test_a_ledger_that_cannot_start_stops_the_gateway_with_the_reason(

@@ -24,7 +24,7 @@ from ._cors import Cors
 from ._dispatch import Dispatcher
 from ._errors import GatewayError
 from ._flight import Flights
-from ._ledger import LedgerRows, TagRequest
+from ._ledger import LedgerRows
 from ._limits import Limits
 from ._metrics import Metrics
 from ._model_call import ModelCall
@@ -105,14 +105,9 @@ class GatewayApp:
         return {ADMIN_PREFIX + "/": Route(ANY_METHOD, AdminRoute(self.governor.admin))}
 
     def _governance(self) -> list[Stage]:
-        """A model call's governance stages, after its body is read: the request id of its
-        ledger row on the answer, then its limits. Each only when configured."""
-        out: list[Stage] = []
-        if self.ledger is not None:
-            out.append(TagRequest())
-        if self.limits is not None:
-            out.append(self.limits)
-        return out
+        """A model call's governance stage after its body is read: its limits, when
+        configured. (Its ledger row is written at the edge, beside the access log.)"""
+        return [self.limits] if self.limits is not None else []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,18 +151,22 @@ class GatewayApp:
         try:
             await self.handle(ctx)
         except GatewayError as exc:
+            if self.ledger is not None:
+                self.ledger.tag(ctx)
             await send_error(ctx, exc)
         except Exception:
             # A bug here or in a pipe: still an OpenAI-shaped answer, details only in the log.
             log.exception("request failed: %s %s", ctx.method, path)
+            if self.ledger is not None:
+                self.ledger.tag(ctx)
             await send_error(ctx, codes.INTERNAL("The gateway failed to handle the request."))
         finally:
             if ctx.admission is not None and self.limits is not None:
                 self.limits.settle(ctx)  # once, whatever ended the call
+        if self.ledger is not None:  # first: it makes the request id the log line names
+            self.ledger.emit(ctx)
         if self.access.enabled and self.access.active():
             self.access.emit(ctx)
-        if self.ledger is not None:
-            self.ledger.emit(ctx)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

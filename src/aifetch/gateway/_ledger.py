@@ -1,48 +1,47 @@
-"""The usage ledger's side of the request path: the request id a model call's answer
-carries, and the row the call leaves once it is over.
+"""The usage ledger's side of the request path, at the ASGI edge beside the access log:
+the row each model call leaves once it is over, and the request id an error answer
+carries.
 
-- ``TagRequest``, a stage right after the body is read: the answer (error or not) gets
-  ``x-aifetch-request-id``, the id of the call's ledger row, which is what a caller
-  quotes to find it. Only with a ledger: without one no id is made and no header sent,
-  so a gateway without governance pays nothing for it.
-- ``LedgerRows``, at the ASGI edge beside the access log: one row per model call (every
-  request whose body was read, refused ones included), built from the finished context
-  and handed to ``Governor.record``, an append to a bounded buffer that a background
-  writer empties in batches. Nothing here waits, and nothing runs per stream chunk.
+- ``emit``: one row per model call (every request whose body was read, refused ones
+  included), built from the finished context and handed to the ledger's ``record``, an
+  append to a bounded buffer that a background writer empties in batches. Nothing here
+  waits, and nothing runs per stream chunk.
+- ``tag``: the gateway's own error answers (a refusal, an upstream failure) carry
+  ``x-aifetch-request-id``, the id of the call's ledger row, which is what a caller quotes
+  to find it; the access log line names it too. A successful answer does not carry it:
+  one more header cost ~7.6k instructions a request served (~1.2 %, most of it uvicorn's
+  checks of each header; bench/README.md, governance), which the limits' own headers
+  already spend much of. Without a ledger no id is made at all.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
 
-from ._context import Handler, RequestContext
+from ._context import RequestContext
 from ._usage import Usage
 from .governance import Governor, LedgerRow
 
-__all__ = ["REQUEST_ID_HEADER", "LedgerRows", "TagRequest"]
+__all__ = ["REQUEST_ID_HEADER", "LedgerRows"]
 
 REQUEST_ID_HEADER = b"x-aifetch-request-id"
 
 
-class TagRequest:
-    """Give the answer the request's id (in the path only when there is a ledger)."""
-
-    next: Handler
-
-    def __call__(self, ctx: RequestContext) -> Awaitable[None]:
-        # A new list: CORS's may be shared by every request from one origin.
-        ctx.answer_headers = [*ctx.answer_headers, (REQUEST_ID_HEADER, ctx.request_id.encode())]
-        return self.next(ctx)
-
-
 class LedgerRows:
-    """Writes each finished model call's row (``emit``)."""
+    """Writes each finished model call's row (``emit``); names it on error answers
+    (``tag``)."""
 
     def __init__(self, governor: Governor) -> None:
         assert governor.ledger is not None
         self.record = governor.ledger.record  # an append to the bounded buffer
         self.cost = governor.cost
+
+    def tag(self, ctx: RequestContext) -> None:
+        """Before an error answer: its request id among the answer's headers."""
+        if ctx.fields is not None:  # a model call: it will have a row
+            # A new list: CORS's may be shared by every request from one origin.
+            header = (REQUEST_ID_HEADER, ctx.request_id.encode())
+            ctx.answer_headers = [*ctx.answer_headers, header]
 
     def emit(self, ctx: RequestContext) -> None:
         fields = ctx.fields

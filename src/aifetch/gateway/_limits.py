@@ -76,8 +76,7 @@ class Limits:
             return self._admit_shared(ctx, who, model, estimate, stream)
         ctx.admission = admission
         if admission.headers:
-            # A new list: CORS's may be shared by every request from one origin.
-            ctx.answer_headers = [*ctx.answer_headers, *admission.headers]
+            _add_headers(ctx, admission.headers)
         return self.next(ctx)
 
     async def _admit_shared(
@@ -85,7 +84,7 @@ class Limits:
     ) -> None:
         admission = ctx.admission = await self.governor.admit(who, model, estimate, stream)
         if admission.headers:
-            ctx.answer_headers = [*ctx.answer_headers, *admission.headers]
+            _add_headers(ctx, admission.headers)
         await self.next(ctx)
 
     def settle(self, ctx: RequestContext) -> None:
@@ -94,3 +93,11 @@ class Limits:
         if admission is not None:
             ctx.admission = None
             self.governor.settle(admission, spent(ctx))
+
+
+def _add_headers(ctx: RequestContext, headers: list[tuple[bytes, bytes]]) -> None:
+    if ctx.answer_headers:
+        # A new list: CORS's may be shared by every request from one origin.
+        ctx.answer_headers = [*ctx.answer_headers, *headers]
+    else:
+        ctx.answer_headers = headers  # the admission's own list, made for this call
