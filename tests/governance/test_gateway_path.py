@@ -17,7 +17,7 @@ import httpx
 import msgspec
 import pytest
 
-from aifetch.gateway import GatewayConfig, create_app
+from aifetch.gateway import GatewayConfig, create_app, parse_config
 from aifetch.gateway._upstream import configured_secrets
 from tests.gateway.conftest import RunningGateway, config_for
 from tests.gateway.helpers import CHAT, chat
@@ -400,3 +400,35 @@ def test_governance_metrics_are_on_metrics_only_when_configured(
     _post(governed, chat(stream=False))
     text = httpx.get(governed.url + "/metrics").text
     assert 'aifetch_gateway_limit_refusals_total{kind="requests"} 1.0' in text
+
+
+def test_the_default_gateway_has_no_governance_on_its_path() -> None:
+    # What `aifetch serve` runs with no config (the README's run command): nothing to
+    # connect to, no stage of governance per request, no governance metrics.
+    from aifetch.gateway import default_config
+    from aifetch.gateway._limits import Limits
+
+    app = create_app(default_config())
+    assert not app.governor.enabled
+    assert app.limits is None
+    assert app.ledger is None
+    assert not app.auth.governed
+    from aifetch.gateway._routes import Router
+
+    def model_path(gateway: Any) -> list[type]:
+        router = gateway.handle
+        assert isinstance(router, Router)
+        stage, seen = router.routes[CHAT].handler, []
+        while hasattr(stage, "next"):
+            seen.append(type(stage))
+            stage = stage.next
+        return [*seen, type(stage)]
+
+    assert Limits not in model_path(app)
+    governed = create_app(parse_config({
+        "upstreams": {"mock": {"kind": "mock"}},
+        "models": {"m": {"targets": [{"upstream": "mock"}]}},
+        "callers": [{"name": "a", "key": "k", "limits": {"rpm": 1}}],
+    }))  # fmt: skip
+    assert Limits in model_path(governed)
+    assert b"aifetch_gateway_limit_refusals" not in app.metrics.render()
