@@ -120,22 +120,23 @@ async def cpu_per_request(app: App, requests: int) -> float:
     return (time.process_time() - start) / (requests // CONCURRENCY * CONCURRENCY) * 1e6
 
 
-def _gateway(upstream_port: int, stream_transport: str | None = None) -> GatewayApp:
-    """The app ``aifetch serve --config bench/gateway_bench.yaml`` would serve, its
-    streaming calls on ``stream_transport`` when given."""
+def _gateway(upstream_port: int, config: str, stream_transport: str | None = None) -> GatewayApp:
+    """The app ``aifetch serve --config <config>`` would serve (bench/gateway_bench.yaml by
+    default; bench/gateway_bench_governed.yaml with BENCH_STATE and BENCH_LEDGER set for
+    limits and the ledger), its streaming calls on ``stream_transport`` when given."""
     os.environ.update(
         FAKE_UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}/v1",
         FAKE_UPSTREAM_KEY="sk-bench-upstream",
         BENCH_CALLER_KEY=CALLER_KEY,
     )
-    config = load_config(str(BENCH / "gateway_bench.yaml"))
+    loaded = load_config(config)
     if stream_transport is not None:
         upstreams = {
             name: msgspec.structs.replace(upstream, stream_transport=stream_transport)
-            for name, upstream in config.upstreams.items()
+            for name, upstream in loaded.upstreams.items()
         }
-        config = msgspec.structs.replace(config, upstreams=upstreams)
-    return create_app(config)
+        loaded = msgspec.structs.replace(loaded, upstreams=upstreams)
+    return create_app(loaded)
 
 
 class _CannedBody:
@@ -175,20 +176,24 @@ async def canned(args: argparse.Namespace, upstream_port: int) -> None:
         body = BODY.replace(b"bench-model", b"gpt-4o-mini")
         async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
             answer = await r.read()
-    gateway = _gateway(upstream_port)
+    gateway = _gateway(upstream_port, args.config)
+    await gateway.start()
     for upstream in gateway.upstreams.values():
         upstream.client._transport = _CannedTransport(answer)  # type: ignore[assignment]
-    for _ in range(args.warmup * CONCURRENCY):
-        await call(gateway)
-    best = float("inf")
-    for i in range(1, args.rounds + 1):
-        start = time.perf_counter()
-        for _ in range(args.requests):
+    try:
+        for _ in range(args.warmup * CONCURRENCY):
             await call(gateway)
-        per_call = (time.perf_counter() - start) / args.requests * 1e9
-        best = min(best, per_call)
-        print(f"round {i}: {per_call:,.0f} ns per call", flush=True)
-    print(f"best: {best:,.0f} ns per call (gateway and client code, no sockets)")
+        best = float("inf")
+        for i in range(1, args.rounds + 1):
+            start = time.perf_counter()
+            for _ in range(args.requests):
+                await call(gateway)
+            per_call = (time.perf_counter() - start) / args.requests * 1e9
+            best = min(best, per_call)
+            print(f"round {i}: {per_call:,.0f} ns per call", flush=True)
+        print(f"best: {best:,.0f} ns per call (gateway and client code, no sockets)")
+    finally:
+        await gateway.aclose()
 
 
 async def client_streams(args: argparse.Namespace, upstream_port: int) -> None:
@@ -239,7 +244,8 @@ async def _measure(
     gateways: list[GatewayApp] = []
     passthrough = None
     if args.only in (None, "aifetch"):
-        gateway = apps["aifetch"] = _gateway(upstream_port)
+        gateway = apps["aifetch"] = _gateway(upstream_port, args.config)
+        await gateway.start()
         gateways.append(gateway)
         if args.shared:
             # What each `aifetch serve --workers N` process does (a snapshot a second).
@@ -247,7 +253,8 @@ async def _measure(
             gateway.metrics.share(shared)
     if args.only in (None, "aifetch-lean") and STREAM:
         # Only streaming calls take the lean transport: without --stream it is aifetch.
-        lean = apps["aifetch-lean"] = _gateway(upstream_port, "lean")
+        lean = apps["aifetch-lean"] = _gateway(upstream_port, args.config, "lean")
+        await lean.start()
         gateways.append(lean)
     if args.only in (None, "passthrough"):
         passthrough = Passthrough(f"http://127.0.0.1:{upstream_port}")
@@ -295,6 +302,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=200, help="requests per caller first")
     parser.add_argument("--only", choices=["aifetch", "aifetch-lean", "passthrough"])
+    parser.add_argument(
+        "--config",
+        default=str(BENCH / "gateway_bench.yaml"),
+        help="the aifetch app's config (bench/gateway_bench_governed.yaml: limits and the "
+        "ledger, with BENCH_STATE and BENCH_LEDGER set)",
+    )
     parser.add_argument(
         "--shared",
         action="store_true",

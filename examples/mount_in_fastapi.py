@@ -24,8 +24,10 @@ gateway = create_app(load_config(config_path) if config_path else default_config
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # A mounted app gets no lifespan events of its own: start it (governance: the ledger,
+    # the virtual keys) and close it (upstream clients; waiting ledger rows) here.
+    await gateway.start()
     yield
-    # A mounted app gets no lifespan events of its own: close its upstream clients here.
     await gateway.aclose()
 
 

@@ -16,6 +16,7 @@ import redis
 
 from aifetch.gateway import GatewayConfig, parse_config
 from aifetch.gateway.governance import Governor
+from tests.governance._fleet import Backend
 from tests.support import services
 
 MODELS = {
@@ -119,3 +120,22 @@ def ledger_url(request: pytest.FixtureRequest) -> str:
 
     asyncio.run(migrate())
     return url
+
+
+@pytest.fixture(params=["redis+postgresql", "memory+sqlite"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Where a fleet of gateways keeps its state and ledger: two processes on Redis and
+    PostgreSQL (migrated by the fleet's start), or one on memory and SQLite."""
+    if request.param == "memory+sqlite":
+        url = str(request.getfixturevalue("sqlite_url"))
+        return Backend(request.param, {"state": "memory", "ledger": url}, processes=1)
+    redis_url = str(request.getfixturevalue("redis_url"))
+    prefix = str(request.getfixturevalue("redis_prefix"))
+    sections = {
+        "state": redis_url,
+        "ledger": str(request.getfixturevalue("pg_url")),
+        "governance": {"prefix": prefix},
+    }
+    return Backend(
+        request.param, sections, processes=2, redis_url=redis_url, prefix=prefix, postgres=True
+    )

@@ -3,7 +3,9 @@ headers and ``Retry-After`` of a 429, and its own retry waits the time the gover
 
 The endpoint is a small aiohttp server on 127.0.0.1 that calls the governor the way the
 gateway's limits stage does (admit before answering, headers on the answer, 429 from the
-refusal); the gateway itself is tested with the same SDK once the stage is wired in.
+refusal), on a clock set just before a minute's end: the SDK's wait for a request-per-minute
+window is then about a second. The gateway itself, with the same SDK, is
+``test_gateway_openai_sdk.py``.
 """
 
 from __future__ import annotations

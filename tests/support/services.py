@@ -62,6 +62,17 @@ def _redis_pings(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def _redis_answers(port: int) -> bool:
+    """PONG, or (a server with a password) the error that asks for one."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+            return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
+    except OSError:
+        return False
+
+
 def _accepts(port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout):
@@ -83,8 +94,9 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 class RedisServer:
     """A private ``redis-server`` on 127.0.0.1 (no persistence), stopped by its PID."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.extra = extra  # more redis-server options (``--requirepass``, ...)
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="aifetch-redis-")
 
@@ -99,12 +111,12 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = ensure_command("redis-server", "redis-server")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", self._dir, "--protected-mode", "no"]
+        args += ["--appendonly", "no", "--dir", self._dir, "--protected-mode", "no", *self.extra]
         self._proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + _START_TIMEOUT
-        while not _redis_pings(self.port):
+        while not _redis_answers(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise ServiceError(f"redis-server did not start on port {self.port}")

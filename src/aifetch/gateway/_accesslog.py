@@ -22,6 +22,7 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
     method: str
     path: str
     ts: float = 0.0
+    request_id: str | None = None  # the ledger row's, when there is a ledger
     status: int = 0
     model: str | None = None
     caller: str | None = None
@@ -61,6 +62,7 @@ class AccessLog:
             method=ctx.method,
             path=ctx.path,
             ts=round(time.time(), 3),
+            request_id=ctx.request_id_made,
             status=ctx.status,
             model=ctx.model,
             caller=ctx.caller_name,

@@ -8,29 +8,39 @@ are taken), never how many leading characters of a guess are right. A match is t
 confirmed with ``hmac.compare_digest`` (constant time). A SHA-256 digest as the dict key
 gave the same property for ~11k more CPU instructions per request (bench/README.md). A
 key never appears in a message or a log line.
+
+With governance on, a key that is no config caller's is looked up among the virtual keys
+(``Governor.identify``: a keyed hash of the key, probed in a snapshot), and the gate puts
+the request's governance identity on the context.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import _codes as codes
 from ._config import CallerConfig, is_loopback_host
 from ._context import Handler, RequestContext
 from ._errors import GatewayError
+from .governance import Identity
+
+if TYPE_CHECKING:
+    from .governance import Governor
 
 __all__ = ["Authenticator", "Caller", "Gate", "bearer_token"]
 
 
 class Caller:
-    __slots__ = ("all_models", "key", "models", "name")
+    __slots__ = ("all_models", "identity", "key", "models", "name")
 
-    def __init__(self, config: CallerConfig) -> None:
+    def __init__(self, config: CallerConfig, identity: Identity | None = None) -> None:
         self.name = config.name
         self.key = config.key.encode()
         self.all_models = "*" in config.models
         self.models = frozenset(config.models)
+        self.identity = identity  # its limits, when governance is on
 
     def may_use(self, model: str) -> bool:
         return self.all_models or model in self.models
@@ -61,13 +71,23 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
 
 
 class Authenticator:
-    """Finds the caller a request's key belongs to; a no-op when no callers are configured."""
+    """Finds the caller a request's key belongs to: a config caller, else (with a
+    ``governor`` that has virtual keys) a virtual key's identity. A no-op when neither
+    callers nor virtual keys are configured."""
 
-    def __init__(self, callers: Sequence[CallerConfig]) -> None:
-        self.enabled = bool(callers)
-        self._by_key = {c.key.encode(): Caller(c) for c in callers}
+    def __init__(self, callers: Sequence[CallerConfig], governor: Governor | None = None) -> None:
+        governing = governor if governor is not None and governor.enabled else None
+        self.governed = governing is not None
+        self._virtual: Callable[[bytes], Identity | None] | None = None
+        if governing is not None and governing.keys is not None:
+            self._virtual = governing.identify
+        self.enabled = bool(callers) or self._virtual is not None
+        self._by_key = {
+            c.key.encode(): Caller(c, governing.caller(c.name) if governing else None)
+            for c in callers
+        }
 
-    def authenticate(self, headers: list[tuple[bytes, bytes]]) -> Caller | None:
+    def authenticate(self, headers: list[tuple[bytes, bytes]]) -> Caller | Identity | None:
         """The caller, ``None`` when auth is off; raises a 401 GatewayError otherwise."""
         if not self.enabled:
             return None
@@ -84,16 +104,21 @@ class Authenticator:
         if key is None:
             raise _missing()
         caller = self._by_key.get(key)
-        if caller is None or not hmac.compare_digest(caller.key, key):
-            raise _wrong()
-        return caller
+        if caller is not None and hmac.compare_digest(caller.key, key):
+            return caller
+        if self._virtual is not None:
+            virtual = self._virtual(key)
+            if virtual is not None:
+                return virtual
+        raise _wrong()
 
 
 class Gate:
     """The stage that says who is calling, from the request's headers alone (before any
-    body is read): the caller whose key it is, or, with no callers configured, anyone on
-    this machine; a client elsewhere then gets 403 (the CLI also refuses to listen on a
-    non-loopback address without callers)."""
+    body is read): the caller whose key it is, or, with no callers (nor virtual keys)
+    configured, anyone on this machine; a client elsewhere then gets 403 (the CLI also
+    refuses to listen on a non-loopback address without callers). With governance on it
+    also notes whose limits and ledger rows the request counts against."""
 
     next: Handler
 
@@ -103,7 +128,10 @@ class Gate:
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
         if self.auth.enabled:
             caller = ctx.caller = self.auth.authenticate(ctx.headers)
-            ctx.caller_name = None if caller is None else caller.name
+            if caller is not None:
+                ctx.caller_name = caller.name
+                if self.auth.governed:
+                    ctx.identity = caller if isinstance(caller, Identity) else caller.identity
         else:
             client = ctx.scope.get("client")
             if client and not is_loopback_host(str(client[0])):

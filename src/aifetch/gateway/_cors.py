@@ -12,9 +12,11 @@ __all__ = ["Cors"]
 
 _METHODS = b"GET, POST, DELETE, OPTIONS"
 # What a page may read of an answer: the timing, the waits and limits a retry honours, and
-# the request id. (Fetch exposes only the CORS-safelisted headers otherwise.)
+# the request ids (the upstream's, the gateway's ledger row's). (Fetch exposes only the
+# CORS-safelisted headers otherwise.)
 _EXPOSE = (
     b"server-timing, retry-after, retry-after-ms, x-request-id, request-id, "
+    b"x-aifetch-request-id, "
     b"x-ratelimit-limit-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-requests, "
     b"x-ratelimit-remaining-tokens, x-ratelimit-reset-requests, x-ratelimit-reset-tokens"
 )

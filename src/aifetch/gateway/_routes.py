@@ -1,10 +1,9 @@
 """The route table, and the small answers that need no upstream.
 
-Routes are an exact-match table of paths; anything else is an OpenAI-shaped 404, and a
-known path with another method a 405. A path that names a resource (``/v1/responses/{id}``)
-goes to the handler of its prefix, looked at only when no exact path matched; that
-handler checks the rest of the path and the method itself. Each route's handler is its own
-chain of stages (``_app.py`` builds the table).
+Routes are an exact-match table of paths, plus a few prefix routes (``/admin/keys/<name>``)
+looked at only when no exact path matches; anything else is an OpenAI-shaped 404, and a
+known path with another method a 405 (a route of method ``"*"`` checks methods itself).
+Each route's handler is its own chain of stages (``_app.py`` builds the table).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from ._flight import Flights
 from ._metrics import Metrics
 from ._respond import JSON_HEADER, send_whole
 
-__all__ = ["Health", "MetricsPage", "ModelList", "Route", "Router"]
+__all__ = ["ANY_METHOD", "Health", "MetricsPage", "ModelList", "Route", "Router"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -33,14 +32,17 @@ class Route(NamedTuple):
     handler: Handler
 
 
+ANY_METHOD = "*"
+
+
 class Router:
     """The last stage of the path: the request's route, or 404/405."""
 
     def __init__(
-        self, routes: Mapping[str, Route], prefixes: Mapping[str, Handler] | None = None
+        self, routes: Mapping[str, Route], prefixes: Mapping[str, Route] | None = None
     ) -> None:
         self.routes = dict(routes)
-        self.prefixes = dict(prefixes or {})
+        self.prefixes = tuple((prefixes or {}).items())
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
         if (ctx.scope.get("raw_path") or b"").find(b"%") >= 0:  # find: `in` on bytes is slower
@@ -50,13 +52,18 @@ class Router:
             raise _unknown(ctx)
         route = self.routes.get(ctx.path)
         if route is None:
-            for prefix, handler in self.prefixes.items():
-                if ctx.path.startswith(prefix):
-                    return handler(ctx)
-            raise _unknown(ctx)
-        if ctx.method != route.method:
+            route = self._by_prefix(ctx.path)
+            if route is None:
+                raise _unknown(ctx)
+        if ctx.method != route.method and route.method != ANY_METHOD:
             raise codes.METHOD_NOT_ALLOWED(f"Method {ctx.method} is not allowed on {ctx.path}")
         return route.handler(ctx)
+
+    def _by_prefix(self, path: str) -> Route | None:
+        for prefix, route in self.prefixes:
+            if path.startswith(prefix):
+                return route
+        return None
 
 
 def _unknown(ctx: RequestContext) -> Exception:

@@ -29,6 +29,7 @@ from ._protocol import (
     begin_shutdown,
     connection_cap,
 )
+from .governance import governance_active
 
 __all__ = ["GatewayServer", "ListenError", "listen_socket", "startup_line", "uvicorn_config"]
 
@@ -85,6 +86,9 @@ def startup_line(config: GatewayConfig, host: str, port: int) -> str:
         if config.callers
         else "no callers configured: loopback only, any local process may call it"
     )
+    if config.keys is not None:
+        open_note += " and virtual keys"
+    open_note += _governance_note(config)
     playground = (
         f"; playground: http://{host}:{port}/playground" if config.server.playground else ""
     )
@@ -92,6 +96,18 @@ def startup_line(config: GatewayConfig, host: str, port: int) -> str:
         f"aifetch gateway listening on http://{host}:{port}/v1 — "
         f"models: {', '.join(config.models)}; {open_note}{playground}"
     )
+
+
+def _governance_note(config: GatewayConfig) -> str:
+    """Where limits and the ledger live, when governance is configured (no URL: it may
+    hold a password)."""
+    parts = []
+    if governance_active(config):
+        parts.append("limits on " + ("this process" if config.state == "memory" else "Redis"))
+    if config.ledger is not None:
+        kind = "SQLite" if config.ledger.startswith("sqlite") else "PostgreSQL"
+        parts.append(f"ledger on {kind}")
+    return f"; {', '.join(parts)}" if parts else ""
 
 
 class GatewayServer(uvicorn.Server):
@@ -129,8 +145,9 @@ class GatewayServer(uvicorn.Server):
 
 
 def check_exposure(config: GatewayConfig, host: str) -> None:
-    """Refuse a non-loopback address when no caller keys are configured."""
-    if not config.callers and not is_loopback_host(host):
+    """Refuse a non-loopback address when no caller keys (nor virtual keys) are
+    configured."""
+    if not config.callers and config.keys is None and not is_loopback_host(host):
         raise ValueError(
             f"refusing to listen on {host}: no callers are configured, so anyone who can reach "
             "it could spend the upstream keys. Add 'callers' to the config, or listen on 127.0.0.1."

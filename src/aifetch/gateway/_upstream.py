@@ -51,8 +51,8 @@ class Fetcher(Protocol):
 
 
 def configured_secrets(config: GatewayConfig) -> Secrets:
-    """Every upstream key, header value and proxy password in ``config``, and the metrics
-    key: none may reach a caller."""
+    """Every upstream key, header value and proxy password in ``config``, the metrics and
+    admin keys, and the secret virtual keys are hashed with: none may reach a caller."""
     values: list[str] = []
     for upstream in config.upstreams.values():
         if upstream.api_key:
@@ -63,6 +63,10 @@ def configured_secrets(config: GatewayConfig) -> Secrets:
             values.append(password)
     if config.server.metrics_key:
         values.append(config.server.metrics_key)
+    if config.admin is not None and config.admin.key:
+        values.append(config.admin.key)
+    if config.keys is not None and config.keys.secret:
+        values.append(config.keys.secret)
     return Secrets(values)
 
 

@@ -89,7 +89,7 @@ class AdminApi:
     async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Answer:
         """``(status, headers, body)`` for one request; ``path`` without any query."""
         try:
-            self._authorize(headers)
+            self.authorize(headers)
             if path == _PATH:
                 if method == "GET":
                     return await self._list()
@@ -104,7 +104,9 @@ class AdminApi:
         except GatewayError as exc:
             return _error(exc)
 
-    def _authorize(self, headers: Headers) -> None:
+    def authorize(self, headers: Headers) -> None:
+        """Raise the 401 ``GatewayError`` unless ``headers`` carry the admin key (the
+        gateway asks before it reads a body)."""
         presented = b""
         for name, value in headers:
             if name == b"authorization":

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from ._types import Estimate
 
-__all__ = ["BYTES_PER_TOKEN", "estimate_request"]
+__all__ = ["BYTES_PER_TOKEN", "estimate_request", "estimate_with"]
 
 BYTES_PER_TOKEN = 4
 
 
 def estimate_request(
     body_bytes: int,
-    *,
     max_tokens: int | None,
     n: int | None = None,
     default_output_tokens: int = 1024,
@@ -31,8 +30,21 @@ def estimate_request(
     ``max_tokens`` (None when neither is). ``embeddings``: the call produces no output
     tokens.
     """
+    return estimate_with(default_output_tokens, body_bytes, max_tokens, n, embeddings)
+
+
+def estimate_with(
+    default_output_tokens: int,
+    body_bytes: int,
+    max_tokens: int | None,
+    n: int | None = None,
+    embeddings: bool = False,
+) -> Estimate:
+    """``estimate_request`` with the default first: ``functools.partial(estimate_with,
+    default)`` is then called with positional arguments only, one Python frame in all (a
+    limited call makes one estimate)."""
     prompt = -(-body_bytes // BYTES_PER_TOKEN)  # ceiling division
     if embeddings:
         return Estimate(prompt, 0)
     per_choice = default_output_tokens if max_tokens is None else max_tokens
-    return Estimate(prompt, per_choice * max(n or 1, 1))
+    return Estimate(prompt, per_choice * (n if n is not None and n > 1 else 1))

@@ -8,6 +8,7 @@ settlement, prices, and the ledger. See the package docstring for the call seque
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import secrets
 import time
@@ -18,7 +19,7 @@ from .. import _codes as codes
 from ._admin import AdminApi
 from ._config import governance_active
 from ._errors import StateUnavailable
-from ._estimate import estimate_request
+from ._estimate import estimate_with
 from ._keys import KeyRing
 from ._ledger import Database, Ledger, open_database
 from ._metrics import GovernanceMetrics
@@ -87,6 +88,13 @@ class Governor:
         # Whether any call needs this at all: without it the gateway can skip the stage.
         self.enabled = governance_active(config) or self.ledger is not None
         self._lease = int(tuning.stream_lease)
+        # What a call reserves: ``estimate(body_bytes, max_tokens, n=None,
+        # embeddings=False) -> Estimate`` (``_estimate.estimate_request`` with this config's
+        # default output). A partial rather than a method: one Python frame on every
+        # limited call instead of two.
+        self.estimate: Callable[..., Estimate] = functools.partial(
+            estimate_with, tuning.default_output_tokens
+        )
         self._ids = itertools.count()
         # Call ids are unique across processes: stream slots in Redis are keyed by them.
         self._node = secrets.token_hex(6) + ":"
@@ -167,21 +175,36 @@ class Governor:
 
     # ------------------------------------------------------------------ limits
 
-    def estimate(
-        self,
-        body_bytes: int,
-        max_tokens: int | None,
-        n: int | None = None,
-        *,
-        embeddings: bool = False,
-    ) -> Estimate:
-        return estimate_request(
-            body_bytes,
-            max_tokens=max_tokens,
-            n=n,
-            default_output_tokens=self.tuning.default_output_tokens,
-            embeddings=embeddings,
+    def admit_now(
+        self, who: Identity, model: str, estimate: Estimate, stream: bool
+    ) -> Admission | None:
+        """``admit`` when it needs no Redis call (memory state, or a caller without
+        limits): the admission, or the 429 raised. ``None``: await ``admit`` instead.
+        Not a coroutine, and few calls deep: it runs on every limited call (bench/README.md,
+        governance)."""
+        if not who.limited:
+            return UNLIMITED
+        if self.shared is not None:
+            return None
+        now = self._clock()
+        plan = self.local.plan(
+            who, model, stream, now, self.tuning.prefix, self._lease, self.prices
         )
+        if not plan.cells:
+            return UNLIMITED
+        prompt, output = estimate.prompt_tokens, estimate.output_tokens
+        tokens = prompt + output
+        cost = plan.cost_of(prompt, output)
+        member = f"{self._node}{next(self._ids)}" if plan.streams else ""
+        admitted, used = self.local.admit_plan(plan, tokens, cost, member, now)
+        if admitted and plan.simple:
+            headers = plan.headers(used, tokens, now)
+            return Admission([], member, tokens, cost, model, headers, True, plan)
+        # The rare ways: a refusal, or several scopes speaking in the headers.
+        checks = self._checks(who, model, tokens, cost, stream, now)
+        decided = self._decided(checks, admitted, used, member, tokens, cost, model, True)
+        decided.checks, decided.plan = [], plan  # settled on the plan's cells
+        return decided
 
     async def admit(self, who: Identity, model: str, estimate: Estimate, stream: bool) -> Admission:
         """Reserve this call against every limit of ``who`` (and of ``who`` on ``model``),
@@ -189,10 +212,42 @@ class Governor:
         state store away). At most one Redis round trip."""
         if not who.limited:
             return UNLIMITED
+        if self.shared is None:
+            admission = self.admit_now(who, model, estimate, stream)
+            assert admission is not None  # decided at once without Redis
+            return admission
+        shared = self.shared
         now = self._clock()
-        tokens = estimate.tokens
-        cost = self.prices.estimate(model, estimate)
-        checks = build_checks(
+        plan = shared.plan(who, model, stream, now, self.tuning.prefix, self._lease, self.prices)
+        if not plan.slots:
+            return UNLIMITED
+        prompt, output = estimate.prompt_tokens, estimate.output_tokens
+        tokens = prompt + output
+        cost = plan.cost_of(prompt, output)
+        member = f"{self._node}{next(self._ids)}" if plan.streams else "-"
+        try:
+            admitted, used = await shared.admit_plan(plan, tokens, cost, member, now)
+        except StateUnavailable:
+            checks = self._checks(who, model, tokens, cost, stream, now)
+            admitted, used = self._without_state(checks, member, now)
+            return self._decided(checks, admitted, used, member, tokens, cost, model, True)
+        except asyncio.CancelledError:
+            # The caller went away mid-admission: the script may have run. Freeing a
+            # stream slot that was never taken is harmless, so free it; tokens and
+            # spend keep their (possible) reservation, the cautious side.
+            shared.settle([("free", slot[1], member) for slot in plan.slots if slot[0] == STREAMS])
+            raise
+        if admitted and plan.simple:
+            headers = plan.headers(used, tokens, now)
+            return Admission(plan.slots, member, tokens, cost, model, headers, False)
+        # The rare ways: a refusal, or several scopes speaking in the headers.
+        checks = self._checks(who, model, tokens, cost, stream, now)
+        return self._decided(checks, admitted, used, member, tokens, cost, model, False)
+
+    def _checks(
+        self, who: Identity, model: str, tokens: int, cost: int, stream: bool, now: float
+    ) -> list[Check]:
+        return build_checks(
             who,
             model,
             tokens=tokens,
@@ -202,25 +257,19 @@ class Governor:
             prefix=self.tuning.prefix,
             lease=self._lease,
         )
-        if not checks:
-            return UNLIMITED
-        member = f"{self._node}{next(self._ids)}"
-        local = True
-        if self.shared is not None:
-            try:
-                admitted, used = await self.shared.admit(checks, member, now)
-                local = False
-            except StateUnavailable:
-                admitted, used = self._without_state(checks, member, now)
-            except asyncio.CancelledError:
-                # The caller went away mid-admission: the script may have run. Freeing a
-                # stream slot that was never taken is harmless, so free it; tokens and
-                # spend keep their (possible) reservation, the cautious side.
-                frees = [("free", c.key, member) for c in checks if c.kind == STREAMS]
-                self.shared.settle(frees)
-                raise
-        else:
-            admitted, used = self.local.admit(checks, member, now)
+
+    def _decided(
+        self,
+        checks: list[Check],
+        admitted: bool,
+        used: list[int],
+        member: str,
+        tokens: int,
+        cost: int,
+        model: str,
+        local: bool,
+    ) -> Admission:
+        """The admission, or the refusal raised, with headers worked out in full."""
         if not admitted:
             failed, error = refusal(checks, used)
             self.metrics.refused(failed.kind)
@@ -245,22 +294,36 @@ class Governor:
         sent in batches. ``usage=None`` (unknown, e.g. a stream cut before its usage
         chunk): the reservation stands as the call's cost. ``Usage()`` (zeros): the call
         used nothing (it failed before an upstream answered). Settling twice is a no-op."""
-        if admission.settled or not admission.checks:
+        if admission.settled:
+            return
+        plan = admission.plan
+        if plan is not None:
+            admission.settled = True
+            if usage is None:
+                self.local.settle_plan(plan, admission.member, None, None)
+                return
+            tokens = usage.prompt_tokens + usage.completion_tokens - admission.tokens
+            cost = plan.price.cost(usage) - admission.cost if plan.budget else 0
+            self.local.settle_plan(plan, admission.member, tokens, cost)
+            return
+        if not admission.checks:
             return
         admission.settled = True
         ops: list[SettleOp] = []
-        cost_delta = 0
-        if usage is not None:
-            cost_delta = self.prices.cost(admission.model, usage) - admission.cost
-        for check in admission.checks:
-            if check.kind == STREAMS:
-                ops.append(("free", check.key, admission.member))
+        for check in admission.checks:  # a Check or a Slot: kind [0], key [1]
+            kind, key = check[0], check[1]
+            if kind == STREAMS:
+                ops.append(("free", key, admission.member))
             elif usage is None:
                 continue
-            elif check.kind == TOKENS and usage.tokens != admission.tokens:
-                ops.append(("incr", check.key, usage.tokens - admission.tokens))
-            elif check.kind == BUDGET and cost_delta:
-                ops.append(("incr", check.key, cost_delta))
+            elif kind == TOKENS:
+                tokens = usage.prompt_tokens + usage.completion_tokens - admission.tokens
+                if tokens:
+                    ops.append(("incr", key, tokens))
+            elif kind == BUDGET:
+                spend = self.prices.cost(admission.model, usage) - admission.cost
+                if spend:
+                    ops.append(("incr", key, spend))
         if not ops:
             return
         if admission.local or self.shared is None:

@@ -11,14 +11,17 @@ created or migrated on connect: one machine has no migration step to forget.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import msgspec
+
 from ._errors import GovernanceError, KeyStoreError
-from ._schema import LEDGER_COLUMNS, META_TABLE, MIGRATIONS, SCHEMA_VERSION
+from ._schema import META_TABLE, MIGRATIONS, SCHEMA_VERSION
 from ._types import KeyRecord, LedgerRow, UsageLine
 
 __all__ = ["SqliteDatabase", "sqlite_path"]
@@ -28,9 +31,18 @@ _KEY_COLUMNS = (
     "name, hash, hint, models, rpm, tpm, max_streams, budget_usd, budget_per, "
     "created_at, expires_at, revoked_at"
 )
-_INSERT_ROW = (
-    f"INSERT INTO aifetch_ledger ({', '.join(LEDGER_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
+# Columns in the order of LedgerRow's fields, so a row's values are
+# ``msgspec.structs.astuple(row)`` (one C call; a tuple built field by field in Python was
+# ~5k instructions a row). A bool binds as SQLite's integer 0 or 1.
+_ROW_FIELDS = LedgerRow.__struct_fields__
+_ONE_ROW = f"({', '.join('?' for _ in _ROW_FIELDS)})"
+_INSERT_ROW = f"INSERT INTO aifetch_ledger ({', '.join(_ROW_FIELDS)}) VALUES {_ONE_ROW}"
+# Rows per INSERT statement: one statement of many rows costs SQLite ~25% less per row
+# than executemany's one step per row (850 parameters: under SQLite's oldest cap, 999).
+_ROWS_PER_INSERT = 50
+_INSERT_ROWS = (
+    f"INSERT INTO aifetch_ledger ({', '.join(_ROW_FIELDS)}) "
+    f"VALUES {', '.join([_ONE_ROW] * _ROWS_PER_INSERT)}"
 )
 GROUP_COLUMNS = {"caller": "caller", "model": "model", "key": "key_name"}
 
@@ -39,28 +51,6 @@ def sqlite_path(url: str) -> str:
     """``sqlite:///rel/usage.db`` → ``rel/usage.db``; ``sqlite:////abs/usage.db`` →
     ``/abs/usage.db`` (the form SQLAlchemy uses)."""
     return url.split(":///", 1)[1]
-
-
-def _row(row: LedgerRow) -> tuple[Any, ...]:
-    return (
-        row.ts,
-        row.request_id,
-        row.caller,
-        row.key_name,
-        row.model,
-        row.upstream,
-        row.dialect,
-        int(row.stream),
-        row.status,
-        row.prompt_tokens,
-        row.completion_tokens,
-        row.cached_tokens,
-        row.reasoning_tokens,
-        row.cost_nano_usd,
-        row.ttft_ms,
-        row.duration_ms,
-        row.error,
-    )
 
 
 def _key(row: tuple[Any, ...]) -> KeyRecord:
@@ -153,12 +143,18 @@ class SqliteDatabase:
     # ------------------------------------------------------------------ ledger
 
     async def write_rows(self, rows: list[LedgerRow]) -> None:
-        values = [_row(row) for row in rows]
+        astuple = msgspec.structs.astuple
+        values = [astuple(row) for row in rows]
 
         def write(conn: sqlite3.Connection) -> None:
+            whole = len(values) - len(values) % _ROWS_PER_INSERT
+            flat = itertools.chain.from_iterable
             conn.execute("BEGIN")
             try:
-                conn.executemany(_INSERT_ROW, values)
+                for start in range(0, whole, _ROWS_PER_INSERT):
+                    part = values[start : start + _ROWS_PER_INSERT]
+                    conn.execute(_INSERT_ROWS, list(flat(part)))
+                conn.executemany(_INSERT_ROW, values[whole:])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
