@@ -3,6 +3,7 @@ heartbeats, disconnects, limits, keys, and no route to any other host."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Callable
@@ -169,6 +170,28 @@ def test_slow_first_token_gets_heartbeats(fake: FakeUpstream, serve: Serve) -> N
     first_data = data.index(b"data: ")
     assert data[:first_data].count(b": ping\n\n") >= 3
     assert data.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_waiting_stream_is_never_quiet_for_longer_than_the_heartbeat(
+    fake: FakeUpstream, serve: Serve
+) -> None:
+    heartbeat = 0.2
+    gateway = serve(config_for(fake.url, server={"heartbeat": heartbeat, "shutdown_grace": 2}))
+    fake.enqueue(slow_first_byte(1.2, chat_stream(content="late")))
+    arrivals, received = [time.monotonic()], b""
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat/completions", json=chat(stream=True), timeout=5
+    ) as response:
+        for piece in response.iter_raw():
+            received += piece
+            if b"data: " in received:
+                break
+            arrivals.append(time.monotonic())
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert len(gaps) >= 5, received
+    # The sweep's period (a quarter of the heartbeat) is the slack; a loaded machine's
+    # scheduling gets as much again. Sweeping once per heartbeat left gaps of twice it.
+    assert max(gaps) < heartbeat * 1.5, gaps
 
 
 def test_heartbeats_between_chunks(fake: FakeUpstream, serve: Serve) -> None:

@@ -122,15 +122,22 @@ class Flight(AbortController):
 
 class Flights:
     """The calls in flight: refused once closing, stopped at the end of shutdown, and
-    swept while any runs (every ``WATCH_AFTER`` seconds, or every heartbeat interval when
-    that is shorter)."""
+    swept while any runs (every ``WATCH_AFTER`` seconds, or a quarter of the heartbeat
+    interval when that is shorter).
+
+    A stream gets its ping at the first sweep that finds it quiet for the interval less
+    one sweep period, so no stream is quiet for longer than the interval. Sweeping once
+    per interval and waiting for a full interval of quiet would let a stream go quiet for
+    up to twice the interval: a ping sent just after one sweep is not yet an interval old
+    at the next."""
 
     def __init__(self, heartbeat: float = 0.0) -> None:
         self._flights: set[Flight] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self.closing = False
         self.heartbeat = heartbeat  # seconds a stream may be quiet; 0 = no heartbeat
-        self.every = min(WATCH_AFTER, heartbeat) if heartbeat > 0 else WATCH_AFTER
+        self.every = min(WATCH_AFTER, heartbeat / 4) if heartbeat > 0 else WATCH_AFTER
+        self._quiet = heartbeat - self.every  # how quiet a stream is when a sweep pings it
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -150,12 +157,12 @@ class Flights:
         if not self._flights:
             return
         ran_long = time.perf_counter() - WATCH_AFTER
-        now, interval = time.monotonic(), self.heartbeat
+        now, interval, quiet = time.monotonic(), self.heartbeat, self._quiet
         for flight in self._flights:
             if flight.started <= ran_long:
                 flight.watch_now()
             down = flight.down
-            if down is not None and interval > 0 and down.due(now, interval):
+            if down is not None and interval > 0 and down.due(now, quiet):
                 down.beating = True  # one beat at a time, even before its task runs
                 down.beat_task = asyncio.ensure_future(down.beat())
         self._sweep = asyncio.get_running_loop().call_later(self.every, self._run_sweep)
