@@ -375,6 +375,43 @@ def test_every_model_call_leaves_a_ledger_row_named_by_its_request_id(
     assert rows[ids[3]]["caller"] == "other"
 
 
+def test_the_dialect_routes_are_limited_and_in_the_ledger_as_their_dialect(
+    fake: FakeUpstream, serve: Serve, tmp_path: Path
+) -> None:
+    """/v1/messages (the caller's key as x-api-key, as the anthropic SDK sends it) and
+    /v1/responses count against the same limits as chat, after their dialect stage: a
+    Messages call is admitted by its max_tokens, refused in Anthropic's shape, and each
+    call's ledger row names its dialect."""
+    db = tmp_path / "usage.db"
+    gw = serve(_config(fake, limits={"rpm": 2, "tpm": TPM}, ledger=f"sqlite:///{db}"))
+    messages = {
+        "model": "gpt",
+        "max_tokens": 40,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    first = httpx.post(gw.url + "/v1/messages", json=messages, headers=headers, timeout=10)
+    assert first.status_code == 200, first.text
+    assert first.json()["type"] == "message"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    # The estimate read the Messages request's own max_tokens, not the 1,024 default.
+    reserved = TPM - int(first.headers["x-ratelimit-remaining-tokens"])
+    assert 40 < reserved < 1024
+    responses = {"model": "gpt", "input": "hi"}
+    second = httpx.post(gw.url + "/v1/responses", json=responses, headers=headers, timeout=10)
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    refused = httpx.post(gw.url + "/v1/messages", json=messages, headers=headers, timeout=10)
+    assert refused.status_code == 429
+    assert refused.json()["type"] == "error"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    gw.stop()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT dialect, status FROM aifetch_ledger ORDER BY rowid").fetchall()
+    assert rows[0] == ("anthropic", 200)
+    assert rows[2] == ("anthropic", 429)
+    assert rows[1][0] == "openai"
+
+
 def test_a_ledger_that_cannot_start_stops_the_gateway_with_the_reason(
     pg_url: str, tmp_path: Path
 ) -> None:
