@@ -34,7 +34,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.proof._load_support import Child, raise_fd_limit
+from tests.proof._load_support import raise_fd_limit
+from tests.support.child import Child
 
 PYTHON = sys.executable
 GREEDY, POLITE = "sk-tenant-greedy-0123456789", "sk-tenant-polite-0123456789"

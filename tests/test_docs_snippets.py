@@ -9,10 +9,8 @@ import ast
 import importlib.metadata
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import yaml
 
 import aifetch
 from aifetch.gateway import parse_config
+from tests.support.child import SERVE, Child
 from tests.support.snippets import Snippet, snippets
 from tests.support.system import ensure_command
 
@@ -106,40 +105,11 @@ def test_a_python_snippet_imports_only_what_its_install_line_brings(snippet: Sni
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[int]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """``aifetch serve`` with no config, as the documents start it, on a free port."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=_source_root())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aifetch.gateway._cli", "serve", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    reader: threading.Thread | None = None
-    try:
-        assert proc.stderr is not None
-        port = 0
-        for line in proc.stderr:
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)/v1", line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port, "aifetch serve did not start"
-        reader = threading.Thread(target=proc.stderr.read, daemon=True)
-        reader.start()
-        yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=HANG)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if reader is not None:
-                reader.join(HANG)
-            if proc.stderr is not None:
-                proc.stderr.close()
+    log = tmp_path_factory.mktemp("served") / "gateway.log"
+    with Child("aifetch serve", [*SERVE, "--port", "0"], log) as gateway:
+        yield gateway.port()
 
 
 def _source_root() -> str:

@@ -9,9 +9,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.gateway.helpers import CHAT, chat
+from tests.support.child import SERVE, Child
 
 HANG = 30.0
 WORKERS = 2
@@ -29,14 +27,13 @@ CHUNKS, INTERVAL = 48, 0.25
 
 @dataclass
 class Served:
-    proc: subprocess.Popen[str]
+    child: Child
     port: int
-    log: list[str]
 
     def workers(self) -> list[int]:
         """The worker processes (children holding the listening socket)."""
         listening = _inodes(self.port, remote=None)
-        return [pid for pid in _children(self.proc.pid) if _holds(pid, listening)]
+        return [pid for pid in _children(self.child.pid) if _holds(pid, listening)]
 
 
 def _children(pid: int) -> list[int]:
@@ -103,45 +100,12 @@ def _serve(tmp_path: Path) -> Iterator[Served]:
         "models: {mock-gpt: {targets: [{upstream: mock}]}}\n"
         f"server: {{heartbeat: 0, shutdown_grace: {GRACE}, access_log: false}}\n"
     )
-    command = [sys.executable, "-m", "aifetch.gateway._cli", "serve", "--port", "0"]
-    proc = subprocess.Popen(
-        [*command, "--workers", str(WORKERS), "--config", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    log: list[str] = []
-    reader: threading.Thread | None = None
-    try:
-        assert proc.stderr is not None
-        port = 0
-        for line in proc.stderr:
-            log.append(line)
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)/v1 .*\(2 workers\)", line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port, "".join(log)
-        stream = proc.stderr
-        reader = threading.Thread(target=lambda: log.extend(stream), daemon=True)
-        reader.start()
-        served = Served(proc, port, log)
+    argv = [*SERVE, "--port", "0", "--workers", str(WORKERS), "--config", str(config)]
+    with Child("aifetch serve", argv, tmp_path / "gateway.log") as child:
+        served = Served(child, child.port())
         _wait(lambda: len(served.workers()) == WORKERS)
-        _wait(lambda: sum("Application startup complete" in line for line in log) == WORKERS)
+        _wait(lambda: child.output().count("Application startup complete") == WORKERS)
         yield served
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=HANG)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if reader is not None:
-                reader.join(HANG)
-            if proc.stderr is not None:
-                proc.stderr.close()
 
 
 def _wait(check: Callable[[], bool], timeout: float = HANG) -> None:
@@ -238,7 +202,7 @@ def test_sigterm_ends_the_streams_of_every_worker_with_an_error_event(tmp_path: 
             while b"data: " not in first:
                 first += sock.recv(65536)
         started = time.monotonic()
-        served.proc.send_signal(signal.SIGTERM)
+        served.child.popen.send_signal(signal.SIGTERM)
         for pid, group in held.items():
             for sock in group:
                 received = b""
@@ -249,7 +213,7 @@ def test_sigterm_ends_the_streams_of_every_worker_with_an_error_event(tmp_path: 
                 assert b"[DONE]" not in received
         # At the grace, not at uvicorn's deadline or the stream's natural end.
         assert time.monotonic() - started < GRACE + 4
-        assert served.proc.wait(timeout=HANG) in (0, -signal.SIGTERM)
+        assert served.child.popen.wait(timeout=HANG) in (0, -signal.SIGTERM)
 
 
 def test_the_announced_port_is_the_one_bound(tmp_path: Path) -> None:

@@ -30,10 +30,9 @@ from typing import Any
 
 import yaml
 
-from tests.proof._load_support import ROOT, Child
+from tests.support.child import LISTENING, ROOT, SERVE, Child
 
 START_TIMEOUT = 30.0
-_LISTENING = r"listening on http://127\.0\.0\.1:(\d+)/v1"
 
 MODEL = "m1"
 # USD per million tokens: a call of a few dozen tokens costs a few thousandths of a USD.
@@ -101,12 +100,12 @@ def fleet(config: Path, count: int, logs: Path, *, workers: int = 1) -> Iterator
     children: list[Child] = []
     try:
         for i in range(count):
-            argv = [sys.executable, "-m", "aifetch.gateway._cli", "serve", "--config", str(config)]
+            argv = [*SERVE, "--config", str(config)]
             argv += ["--port", "0", "--workers", str(workers)]
             children.append(Child(f"gateway {i}", argv, logs / f"gateway-{i}.log"))
         urls = []
         for child in children:
-            port = child.wait_for(_LISTENING, START_TIMEOUT).group(1)
+            port = child.wait_for(LISTENING, START_TIMEOUT).group(1)
             urls.append(f"http://127.0.0.1:{port}")
         if workers > 1:
             for child in children:

@@ -25,9 +25,7 @@ import hashlib
 import os
 import re
 import resource
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -39,14 +37,13 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.child import LISTENING, ROOT, SERVE, Child
+
 PUBLIC_MODEL = "load-model"
 UPSTREAM_MODEL = "fake-model"
 CALLER_KEY = "sk-load-caller-0123456789"
 UPSTREAM_KEY = "sk-load-upstream-0123456789"
 CHAT = "/v1/chat/completions"
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 # The LISTEN state in /proc/net/tcp (include/net/tcp_states.h).
 _TCP_LISTEN = "0A"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -65,64 +62,6 @@ def raise_fd_limit(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
-
-
-class Child:
-    """A child process in its own session, its output in a file, stopped by PID."""
-
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=_pythonpath())
-        with log_path.open("wb") as out:
-            self.popen = subprocess.Popen(
-                list(argv),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
-        """The first match of ``pattern`` in the child's output, waiting for it."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = regex.search(self.output())
-            if match:
-                return match
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not print {pattern!r}; output:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL if it does not exit; its exit status."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.popen.wait(STOP_TIMEOUT)
-        return self.popen.returncode
-
-
-def _pythonpath() -> str:
-    # The children import ``tests.support`` (the upstream) and ``aifetch`` from the tree.
-    parts = [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
-    return os.pathsep.join(p for p in parts if p)
 
 
 def _port_of(url: str) -> int:
@@ -216,13 +155,13 @@ def services(
             gateway = Child(
                 "gateway",
                 [
-                    *(sys.executable, "-m", "aifetch.gateway._cli", "serve"),
+                    *SERVE,
                     *("--config", str(config), "--port", "0", "--log-level", "info"),
                 ],
                 workdir / "gateway.log",
             )
             children.append(gateway)
-            port = gateway.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/v1").group(1)
+            port = gateway.wait_for(LISTENING).group(1)
         yield Services(upstream, upstream_url, gateway, f"http://127.0.0.1:{port}", proxy)
     finally:
         for child in reversed(children):

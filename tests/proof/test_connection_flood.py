@@ -9,13 +9,9 @@ printed with ``-s`` and quoted in docs/RELIABILITY.md.
 from __future__ import annotations
 
 import os
-import re
 import resource
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +22,7 @@ import httpx
 import pytest
 
 from tests.gateway.helpers import CHAT, chat
+from tests.support.child import SERVE, Child
 
 HANG = 15.0
 
@@ -42,40 +39,9 @@ def _gateway(
         "server: {heartbeat: 0, shutdown_grace: 1, access_log: false}\n"
         f"limits: {limits}\n"
     )
-    command = [sys.executable, "-m", "aifetch.gateway._cli", "serve", "--port", "0"]
-    proc = subprocess.Popen(
-        [*command, "--config", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        preexec_fn=preexec,
-    )
-    reader: threading.Thread | None = None
-    try:
-        assert proc.stderr is not None
-        port = 0
-        for line in proc.stderr:
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port, "the gateway did not start"
-        # Keep reading its log so a full pipe never blocks it.
-        reader = threading.Thread(target=proc.stderr.read, daemon=True)
-        reader.start()
-        yield proc.pid, port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=HANG)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if reader is not None:
-                reader.join(HANG)
-            if proc.stderr is not None:
-                proc.stderr.close()
+    argv = [*SERVE, "--port", "0", "--config", str(config)]
+    with Child("gateway", argv, tmp_path / "gateway.log", preexec) as gateway:
+        yield gateway.pid, gateway.port()
 
 
 def _fds(pid: int) -> int:
