@@ -4,7 +4,8 @@ The async code is the source; the sync copy is made by rewriting tokens (``async
 ``def``, ``await x`` → ``x``, ``AsyncClient`` → ``Client`` …), as httpcore does. The
 transports and the waiting helper differ in kind (aiohttp vs urllib3), so each flavour
 writes its own ``_transport.py`` and ``_io.py`` by hand; everything else is generated. The
-lean transport (``_lean*.py``) is asyncio's alone and has no blocking twin.
+lean transport (``_lean*.py``) and the exchange its requests share with the aiohttp one
+(``_exchange.py``) are asyncio's alone and have no blocking twin.
 
     python scripts/unasync.py          # rewrite src/aifetch/_sync
     python scripts/unasync.py --check  # fail if the copy is out of date (CI runs this)
@@ -19,7 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "aifetch" / "_async"
 TARGET = ROOT / "src" / "aifetch" / "_sync"
-HAND_WRITTEN = {"_transport.py", "_io.py", "_lean.py", "_lean_body.py", "_lean_pool.py"}
+HAND_WRITTEN = {
+    "_transport.py",
+    "_io.py",
+    "_exchange.py",
+    "_lean.py",
+    "_lean_body.py",
+    "_lean_pool.py",
+}
 
 # Order matters: longer, more specific patterns first.
 SUBSTITUTIONS: list[tuple[str, str]] = [

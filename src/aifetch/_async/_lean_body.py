@@ -6,10 +6,10 @@ HTTP chunk, and a ``read()`` joins everything that arrived since the last one in
 ``bytes`` (aiohttp's reader runs four Python calls per chunk and a join per read; that was
 81% of the bare passthrough's streaming CPU, bench/README.md).
 
-As in ``_transport._Exchange``, one object serves both phases, with one abort listener and
-one deadline key: while ``sending`` (connect, pool wait, request, response head) an abort
-or the first-byte deadline cancels the sending task; once the head is in, it is the body
-source, and an abort or an expired read interrupts the read instead.
+Its phases, deadlines and abort are every exchange's (``_exchange.Exchange``): while
+``sending`` (connect, pool wait, request, response head) an abort or the first-byte
+deadline cancels the sending task; once the head is in, it is the body source, and an
+abort or an expired read interrupts the read instead.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from typing import Any, Literal
 
 import httptools
 
@@ -28,6 +27,7 @@ from .._headers import Headers
 from .._http1 import ContentDecoder
 from .._redact import redact_url
 from .._request import Request
+from ._exchange import Exchange
 from ._lean_pool import Connection
 
 __all__ = ["HIGH_WATER", "MAX_HEAD", "LeanExchange"]
@@ -39,8 +39,6 @@ HIGH_WATER = 256 * 1024
 MAX_HEAD = 64 * 1024
 # Responses without a body whatever their headers say (RFC 9110 §6.4.1).
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-Phase = Literal["sending", "reading", "over"]
 
 
 class _HeadOnly(Exception):
@@ -60,12 +58,11 @@ def _what(request: Request) -> str:
     return f"{request.method} {redact_url(request.url)}"
 
 
-class LeanExchange:
+class LeanExchange(Exchange):
     """The parser's callbacks, the request's deadlines and abort, and the body source."""
 
     __slots__ = (
         "_conn",
-        "_deadline",
         "_decoder",
         "_ended",
         "_failure",
@@ -74,26 +71,17 @@ class LeanExchange:
         "_framed",
         "_head_done",
         "_head_size",
-        "_idle",
         "_interim",
         "_keep",
-        "_loop",
         "_parser",
         "_parts",
         "_paused",
         "_reason",
-        "_request",
-        "_signal",
-        "_task",
         "_unread",
         "_waiter",
-        "_watch",
-        "handle",
         "headers",
         "on_body",
-        "phase",
         "status",
-        "stop_reason",
     )
 
     def __init__(
@@ -104,17 +92,7 @@ class LeanExchange:
         watch: Deadlines[LeanExchange],
         idle: float | None,
     ) -> None:
-        self._loop = loop
-        self._task = asyncio.current_task(loop)
-        self._request = request
-        self._signal = signal
-        self._idle = idle
-        self._deadline = deadline = request.deadline
-        # Only while a read waits: the idle gap is the server's silence, not the caller's.
-        self._watch = watch if idle is not None or deadline is not None else None
-        self.phase: Phase = "sending"
-        self.stop_reason: str | None = None
-        self.handle: int | None = None
+        super().__init__(loop, request, signal, watch, idle)
         self._conn: Connection | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._head_done: asyncio.Future[None] | None = None
@@ -135,11 +113,6 @@ class LeanExchange:
         self._unread = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
-
-    @property
-    def done(self) -> bool:
-        """Nothing more to read (``BodySource``)."""
-        return self.phase == "over"
 
     @property
     def reason(self) -> str:
@@ -299,35 +272,6 @@ class LeanExchange:
         self._keep = parser.should_keep_alive()
 
     # --------------------------------------------------------------- sending
-
-    def on_abort(self, _reason: Any) -> None:
-        self._loop.call_soon_threadsafe(self._abort)
-
-    def _abort(self) -> None:
-        if self.phase == "sending":
-            self._stop("abort")
-        else:
-            self.interrupt("abort")
-
-    def _stop(self, reason: str) -> None:
-        if self.phase == "sending" and self.stop_reason is None and self._task is not None:
-            self.stop_reason = reason
-            self._task.cancel()
-
-    def caused_cancel(self) -> bool:
-        """True when this exchange cancelled the task and no other cancellation is pending."""
-        return (
-            self.stop_reason is not None and self._task is not None and self._task.uncancel() == 0
-        )
-
-    def expire(self) -> None:
-        """The first byte did not come in time, or a body read waited past the idle gap or
-        the total deadline."""
-        if self.phase == "sending":
-            self._stop("timeout")
-            return
-        total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
-        self.interrupt("total" if total else "idle")
 
     def abandon(self) -> None:
         """``send`` failed: nothing will be read, and the connection is closed."""

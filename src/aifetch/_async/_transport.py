@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiohttp
 import yarl
 
-from .._abort import AbortSignal
 from .._deadlines import Deadlines
 from .._errors import InvalidURLError, NetworkError, TimeoutError
 from .._headers import Headers
@@ -27,6 +26,7 @@ from .._redact import redact_text, redact_url
 from .._request import Request
 from .._timeouts import Timeout
 from .._tls import tls_failure
+from ._exchange import Exchange
 
 if TYPE_CHECKING:
     from ._response import BodySource
@@ -330,101 +330,15 @@ class Transport:
         return redact_text(message, self._secrets) if self._secrets else message
 
 
-# Where an exchange is, as h11 keeps its states: its request is being sent, its body is
-# being read, or it is over (the connection went back to the pool or was closed).
-Phase = Literal["sending", "reading", "over"]
-
-
-class _Exchange:
-    """One request on the wire, from its send to the end of its body.
-
-    While ``sending``, it cancels the sending task on an abort (from any thread) or when the
-    first-byte deadline passes. Once the response is ``received``, it is the body source
-    the response reads chunk by chunk as they arrive, and an abort or an expired read
-    interrupts the read instead. Either way ``stop_reason`` says why it was stopped early
-    (``"abort"``, ``"timeout"``, ``"idle"``, ``"total"``, ``"closed"``), so the cancellation
-    or the interrupted read turns into the right error. One object, one signal listener and
-    one deadline key serve both phases.
-    """
+class _Exchange(Exchange):
+    """One request on aiohttp (the phases, deadlines and abort: ``_exchange.Exchange``):
+    once the response is ``received``, its body source, read chunk by chunk as they
+    arrive."""
 
     _resp: aiohttp.ClientResponse
     _content: aiohttp.StreamReader
-    __slots__ = (
-        "_content",
-        "_deadline",
-        "_idle",
-        "_loop",
-        "_request",
-        "_resp",
-        "_signal",
-        "_task",
-        "_watch",
-        "handle",
-        "phase",
-        "stop_reason",
-    )
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        request: Request,
-        signal: AbortSignal | None,
-        watch: Deadlines[_Exchange],
-        idle: float | None,
-    ) -> None:
-        self._loop = loop
-        self._task = asyncio.current_task(loop)
-        self._request = request
-        self._signal = signal
-        self._idle = idle
-        self._deadline = deadline = request.deadline
-        # Only while a read waits: the idle gap is the server's silence, not the caller's.
-        self._watch = watch if idle is not None or deadline is not None else None
-        self.phase: Phase = "sending"
-        self.stop_reason: str | None = None
-        self.handle: int | None = None  # the abort listener, removed when the body ends
-        # _resp and _content are set by received(), before anything reads them.
-
-    @property
-    def done(self) -> bool:
-        """Nothing more to read (``BodySource``)."""
-        return self.phase == "over"
-
-    # --------------------------------------------------------------- sending
-
-    def on_abort(self, _reason: Any) -> None:
-        self._loop.call_soon_threadsafe(self._abort)
-
-    def _abort(self) -> None:
-        # Runs on the loop; send() calls received() right after it stops sending, with no
-        # await in between, so one of the two phases is always there to take the abort
-        # (and a send that failed leaves the exchange over: the abort finds nothing).
-        if self.phase == "sending":
-            self._stop("abort")
-        else:
-            self.interrupt("abort")
-
-    def _stop(self, reason: str) -> None:
-        # An abort may land after send() returned: the body handles it then, and
-        # cancelling the caller's task here would hit an unrelated await.
-        if self.phase == "sending" and self.stop_reason is None and self._task is not None:
-            self.stop_reason = reason
-            self._task.cancel()
-
-    def caused_cancel(self) -> bool:
-        """True when this exchange cancelled the task and no other cancellation is pending."""
-        return (
-            self.stop_reason is not None and self._task is not None and self._task.uncancel() == 0
-        )
-
-    def expire(self) -> None:
-        """The first byte did not come in time, or a body read waited past the idle gap or
-        the total deadline."""
-        if self.phase == "sending":
-            self._stop("timeout")
-            return
-        total = self._deadline is not None and self._deadline <= time.monotonic() + 0.001
-        self.interrupt("total" if total else "idle")
+    __slots__ = ("_content", "_resp")
+    # _resp and _content are set by received(), before anything reads them.
 
     def received(self, resp: aiohttp.ClientResponse) -> None:
         """The response head is in: from now on this is its body source."""
