@@ -262,6 +262,31 @@ def settle(gateway: InspectableGateway, fake: FakeUpstream, before: Census) -> C
 # --------------------------------------------------------------------------- logs
 
 
+class Cell:
+    """One cell's bookkeeping: the census before it, the access line it produced."""
+
+    def __init__(self, gateway: InspectableGateway, fake: FakeUpstream, logs: LogCapture) -> None:
+        self.gateway, self.fake, self.logs = gateway, fake, logs
+        fake.reset()
+        self.lines = len(logs.access)
+        self.before: Census = census(gateway, fake)
+
+        self.lines_expected = 1
+        self.warnings_expected: list[str] = []
+
+    def access_line(self) -> dict[str, Any]:
+        return self.logs.wait_access(self.lines + 1)
+
+    def finish(self) -> None:
+        """No leak, the access lines expected, no warning or traceback unless expected."""
+        settle(self.gateway, self.fake, self.before)
+        assert len(self.logs.access) == self.lines + self.lines_expected, self.logs.access[
+            self.lines :
+        ]
+        assert [r.getMessage() for r in self.logs.other] == self.warnings_expected
+        assert not self.fake.errors
+
+
 class LogCapture(logging.Handler):
     """Keeps the gateway's access lines (decoded) and any other record it logs."""
 

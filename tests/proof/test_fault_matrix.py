@@ -17,7 +17,6 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import pytest
@@ -53,17 +52,15 @@ from ._faults_support import (
     IDLE,
     TOTAL,
     Answer,
-    Census,
+    Cell,
     InspectableGateway,
     LogCapture,
     RawCaller,
     captured_logs,
-    census,
     chat_body,
     matrix_config,
     post,
     request_head,
-    settle,
     split_error,
 )
 
@@ -93,31 +90,6 @@ def gateway(fake: FakeUpstream, logs: LogCapture) -> Iterator[InspectableGateway
         yield running
     finally:
         running.stop()
-
-
-class Cell:
-    """One cell's bookkeeping: the census before it, the access line it produced."""
-
-    def __init__(self, gateway: InspectableGateway, fake: FakeUpstream, logs: LogCapture) -> None:
-        self.gateway, self.fake, self.logs = gateway, fake, logs
-        fake.reset()
-        self.lines = len(logs.access)
-        self.before: Census = census(gateway, fake)
-
-        self.lines_expected = 1
-        self.warnings_expected: list[str] = []
-
-    def access_line(self) -> dict[str, Any]:
-        return self.logs.wait_access(self.lines + 1)
-
-    def finish(self) -> None:
-        """No leak, the access lines expected, no warning or traceback unless expected."""
-        settle(self.gateway, self.fake, self.before)
-        assert len(self.logs.access) == self.lines + self.lines_expected, self.logs.access[
-            self.lines :
-        ]
-        assert [r.getMessage() for r in self.logs.other] == self.warnings_expected
-        assert not self.fake.errors
 
 
 @pytest.fixture
