@@ -21,7 +21,7 @@ from aifetch.gateway import GatewayConfig, create_app, parse_config
 from aifetch.gateway._upstream import configured_secrets
 from tests.gateway.conftest import RunningGateway, config_for
 from tests.gateway.helpers import CHAT, chat
-from tests.governance._fleet import cli
+from tests.governance._fleet import cli, room_in_minute
 from tests.support.fake_upstream import FakeUpstream, chat_stream, respond
 
 KEY = "sk-path-caller-0123456789"
@@ -30,6 +30,13 @@ ADMIN_KEY = "sk-path-admin-0123456789"
 KEY_SECRET = "path-key-secret-0123456789"
 TPM = 10_000
 Serve = Callable[[GatewayConfig], RunningGateway]
+
+
+@pytest.fixture(autouse=True)
+def _one_minute() -> None:
+    # Requests and tokens are counted per fixed UTC minute: a test that compares counts
+    # across its calls must not straddle a minute's turn, when the counts start afresh.
+    room_in_minute(6)
 
 
 @pytest.fixture
@@ -202,7 +209,10 @@ def test_a_stream_cut_short_and_drained_settles_what_it_used(
 ) -> None:
     drained = {"targets": [{"upstream": "fake", "model": "fake-model"}], "on_disconnect": "drain"}
     gw = serve(_config(fake, models={"gpt": drained}))
-    fake.enqueue(chat_stream(content="one two three four five six", delay=0.05))
+    # The gateway notices a stream's caller leaving at a sweep over the calls in flight
+    # (within 2 × WATCH_AFTER): the stream lasts well past that, so the cut is seen
+    # before the upstream's answer ends, on a loaded machine too.
+    fake.enqueue(chat_stream(content="one two three four five six", delay=0.2))
     body = chat(max_tokens=400)
     _cut_after_first_event(gw, body)
     # The gateway read the stream to its end for its usage, then settled.

@@ -35,9 +35,9 @@ class Flight(AbortController):
     ``reason`` is ``None`` while the call runs, then ``"disconnect"`` or ``"shutdown"``.
     The flight is the abort controller of every upstream attempt of its call: stopping it
     aborts the attempt in progress unless the model drains, and a stopped flight makes no
-    further attempt. It also watches for its caller's disconnect: at once for a stream
-    (``watch``), or, for a non-stream call, only once the call has run for a while
-    (``watch_later``; the sweep calls ``watch_now``).
+    further attempt. It also watches for its caller's disconnect, stream or not, once the
+    call has run for a while (``watch_later``; the sweep calls ``watch_now``): most calls
+    end sooner and never pay for a watch task.
     """
 
     __slots__ = (
