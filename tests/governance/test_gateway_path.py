@@ -22,6 +22,7 @@ from aifetch.gateway._upstream import configured_secrets
 from tests.gateway.conftest import RunningGateway, config_for
 from tests.gateway.helpers import CHAT, chat
 from tests.governance._fleet import cli, room_in_minute
+from tests.support.fake_responses import ResponsesAPI
 from tests.support.fake_upstream import FakeUpstream, chat_stream, respond
 
 KEY = "sk-path-caller-0123456789"
@@ -420,6 +421,58 @@ def test_the_dialect_routes_are_limited_and_in_the_ledger_as_their_dialect(
     assert rows[0] == ("anthropic", 200)
     assert rows[2] == ("anthropic", 429)
     assert rows[1][0] == "openai"
+
+
+@pytest.fixture
+def responses_api() -> Iterator[FakeUpstream]:
+    with FakeUpstream(default=ResponsesAPI()) as upstream:
+        yield upstream
+
+
+def _create_response(gw: RunningGateway, body: dict[str, Any], key: str) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"}
+    return httpx.post(gw.url + "/v1/responses", json=body, headers=headers, timeout=10)
+
+
+def test_a_responses_call_reserves_its_max_output_tokens(
+    responses_api: FakeUpstream, serve: Serve
+) -> None:
+    """The Responses API names its output cap max_output_tokens: the estimate reads it,
+    so concurrent long Responses calls cannot pass a token limit together."""
+    gw = serve(_config(responses_api))
+    body = {"model": "gpt", "input": "hi", "max_output_tokens": 3000}
+    answer = _create_response(gw, body, KEY)
+    assert answer.status_code == 200, answer.text
+    reserved = TPM - int(answer.headers["x-ratelimit-remaining-tokens"])
+    assert reserved == -(-_raw_size(body) // 4) + 3000  # not the 1,024 default
+
+
+def test_a_virtual_key_named_as_a_config_caller_gets_none_of_its_responses(
+    responses_api: FakeUpstream, serve: Serve, tmp_path: Path
+) -> None:
+    """A response belongs to the identity that made it: a virtual key that shares the
+    config caller's name can neither read it nor continue from it."""
+    gw = serve(_keyed(responses_api, tmp_path))
+    made = _admin(gw, "POST", "/admin/keys", json={"name": "app"})  # the config caller's name
+    assert made.status_code == 201
+    namesake = made.json()["key"]
+    hello = {"model": "gpt", "input": "hello"}
+    _wait_for(lambda: _create_response(gw, hello, namesake).status_code == 200)
+    mine = _create_response(gw, {"model": "gpt", "input": "hi"}, KEY).json()["id"]
+    headers = {"authorization": f"Bearer {namesake}"}
+    theirs = httpx.get(f"{gw.url}/v1/responses/{mine}", headers=headers, timeout=10)
+    assert theirs.status_code == 404
+    assert theirs.json()["error"]["code"] == "response_not_found"
+    continued = _create_response(
+        gw, {"model": "gpt", "input": "more", "previous_response_id": mine}, namesake
+    )
+    assert continued.status_code == 400
+    assert continued.json()["error"]["code"] == "previous_response_not_found"
+    own = httpx.get(
+        f"{gw.url}/v1/responses/{mine}", headers={"authorization": f"Bearer {KEY}"}, timeout=10
+    )
+    assert own.status_code == 200
+    assert own.json()["id"] == mine
 
 
 def test_a_ledger_that_cannot_start_stops_the_gateway_with_the_reason(

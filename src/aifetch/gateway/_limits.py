@@ -63,10 +63,9 @@ class Limits:
         assert fields is not None  # ReadBody ran
         model = ctx.model
         assert model is not None
-        out = fields.max_completion_tokens
         estimate = self.governor.estimate(
             len(ctx.body),
-            out if out is not None else fields.max_tokens,
+            fields.output_cap,
             fields.n,
             ctx.route == _EMBEDDINGS,
         )

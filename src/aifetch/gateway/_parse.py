@@ -2,7 +2,8 @@
 only the usage of an answer.
 
 The request body is kept as the caller's raw bytes. ``decode_fields`` reads just ``model``,
-``stream`` and ``stream_options`` (msgspec skips every other field without building it).
+``stream``, ``stream_options``, the output caps and ``n`` (msgspec skips every other field
+without building it).
 ``patch_body`` changes the body for one upstream target: the model name (only if the target
 names a different one) and ``stream_options.include_usage`` for streams. Adding
 ``stream_options`` when the caller sent none is a bytes-level splice after the opening
@@ -41,7 +42,19 @@ class RoutingFields(msgspec.Struct):
     stream_options: _StreamOptions | None = None
     max_tokens: _TokenCount | None = None
     max_completion_tokens: _TokenCount | None = None
+    max_output_tokens: _TokenCount | None = None  # the Responses API's cap
     n: _ChoiceCount | None = None
+
+    @property
+    def output_cap(self) -> int | None:
+        """The most output tokens the call asks for, per choice, whatever its route calls
+        the cap (chat: ``max_completion_tokens``, else ``max_tokens``; Messages:
+        ``max_tokens``; Responses: ``max_output_tokens``); ``None`` when it sets none."""
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return self.max_output_tokens
 
     @property
     def wants_usage(self) -> bool:

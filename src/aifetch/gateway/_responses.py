@@ -46,8 +46,16 @@ _MAX_QUERY = 2048
 
 class Made(NamedTuple):
     upstream: str
-    caller: str | None
+    caller: str | None  # owner_of the call that made it
     model: str | None
+
+
+def owner_of(ctx: RequestContext) -> str | None:
+    """Whose a response is: the caller's identity where governance knows it (a config
+    caller and a virtual key may share a name, never a scope), else the config caller's
+    name (several keys of one name are one caller); ``None`` with auth off."""
+    who = ctx.identity
+    return who.scope if who is not None else ctx.caller_name
 
 
 class ResponseIds:
@@ -122,7 +130,7 @@ class ResponsesIn:
         if previous is not None:
             made = self.ids.get(previous)
             if made is not None:
-                if made.caller != ctx.caller_name:  # another caller's: not there for this one
+                if made.caller != owner_of(ctx):  # another caller's: not there for this one
                     raise codes.PREVIOUS_RESPONSE_NOT_FOUND(
                         f"Previous response with id '{previous}' not found.",
                         param="previous_response_id",
@@ -167,7 +175,7 @@ class _NoteId:
         ctx = self.ctx
         found = response_id_of(body) if self.ok and ctx.upstream is not None else None
         if found and _ID.fullmatch(found) and ctx.upstream is not None:
-            self.ids.note(found, Made(ctx.upstream, ctx.caller_name, ctx.model))
+            self.ids.note(found, Made(ctx.upstream, owner_of(ctx), ctx.model))
 
 
 class ResponseById:
@@ -184,7 +192,7 @@ class ResponseById:
         if ctx.method not in methods:
             raise codes.METHOD_NOT_ALLOWED(f"Method {ctx.method} is not allowed on {ctx.path}")
         made = self.ids.get(response_id)
-        if made is None or made.caller != ctx.caller_name:
+        if made is None or made.caller != owner_of(ctx):
             raise codes.RESPONSE_NOT_FOUND(
                 f"No response with id '{response_id}' was made through this gateway for "
                 "this key (it remembers the ids of the responses each process made, "

@@ -3,9 +3,9 @@ path): the body's size for the prompt and ``max_tokens`` for the answer.
 
 About four bytes of English JSON make a token (OpenAI's rule of thumb, "What are
 tokens"), and the JSON framing around the messages only adds bytes, so ``bytes / 4``
-over-reserves the prompt a little; the real count settles it. The answer reserves
-``max_completion_tokens`` (or ``max_tokens``) per choice, or a default when the caller
-sets none.
+over-reserves the prompt a little; the real count settles it. The answer reserves the
+call's output cap per choice (``max_completion_tokens``, else ``max_tokens``, else the
+Responses API's ``max_output_tokens``), or a default when the caller sets none.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def estimate_request(
 ) -> Estimate:
     """The estimate for a request of ``body_bytes`` bytes.
 
-    ``max_tokens``: the request's ``max_completion_tokens`` if set, else its
-    ``max_tokens`` (None when neither is). ``embeddings``: the call produces no output
+    ``max_tokens``: the request's output cap (``RoutingFields.output_cap``; None when it
+    sets none). ``embeddings``: the call produces no output
     tokens.
     """
     return estimate_with(default_output_tokens, body_bytes, max_tokens, n, embeddings)
