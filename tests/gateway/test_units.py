@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aifetch.gateway import GatewayError
-from aifetch.gateway._call import Reply
+from aifetch.gateway._call import Call, Reply
 from aifetch.gateway._codes import UPSTREAM_STATUS
 from aifetch.gateway._commit import Scan, scan, scan_batch
 from aifetch.gateway._config import RetryConfig
@@ -20,6 +20,7 @@ from aifetch.gateway._events import is_content_data, is_error_data
 from aifetch.gateway._failure import Failure
 from aifetch.gateway._mock import chat_chunks, split_text
 from aifetch.gateway._parse import decode_fields, patch_body, usage_of
+from aifetch.gateway._pipes import request_policy
 from aifetch.gateway._relay import RelayOutcome, _BlockFilter, strip_null_usage
 from aifetch.gateway._usage import Usage
 from aifetch.sse import parse_block
@@ -438,3 +439,31 @@ def test_a_repeated_routing_key_is_forwarded_once_even_when_the_last_is_null(bod
     for key in (b'"model"', b'"max_tokens"', b'"stream"', b'"n"'):
         assert sent.count(key) <= 1
     assert decode_fields(sent) == fields
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "sent"),
+    [
+        ("/v1/chat/completions", {}, {"max_tokens": 50}),
+        ("/v1/chat/completions", {"max_completion_tokens": 900}, {"max_completion_tokens": 50}),
+        ("/v1/chat/completions", {"max_tokens": 20}, {"max_tokens": 20}),
+        ("/v1/completions", {"max_tokens": 900}, {"max_tokens": 50}),
+        # The Responses API's cap has its own name: capped there, and no chat field added
+        # that the API would refuse.
+        ("/v1/responses", {"max_output_tokens": 900}, {"max_output_tokens": 50}),
+        ("/v1/responses", {}, {"max_output_tokens": 50}),
+        ("/v1/embeddings", {}, {}),
+    ],
+)
+async def test_request_policy_caps_each_routes_own_output_field(
+    route: str, body: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def upstream(call: Call) -> Reply:
+        seen.append(call.body)
+        return Reply(200, [], b"{}")
+
+    policy = request_policy(max_tokens=50)
+    await policy(Call(route, {"model": "m", **body}), upstream)
+    assert seen == [{"model": "m", **sent}]

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._call import Call, Next, Pipe, Reply
+from ._call import CHAT, RESPONSES, Call, Next, Pipe, Reply
 from ._config import ConfigError, FilePipeConfig, PipeConfig
 from ._context import RequestContext
 from ._errors import GatewayError
@@ -139,8 +139,10 @@ def request_policy(
     optional system message put first.
 
     ``allow_params``: if given, any other top-level field is rejected (400, ``param`` named).
-    ``max_tokens``: a larger ``max_tokens``/``max_completion_tokens`` is lowered to it, and a
-    missing one set to it.
+    ``max_tokens``: a larger output cap is lowered to it, and a missing one set to it: the
+    call's ``max_tokens``/``max_completion_tokens``, or on ``/v1/responses`` its
+    ``max_output_tokens`` (a cap the caller could dodge by changing route is none);
+    embeddings have no output to cap.
     """
     allowed = frozenset(allow_params) | {"model"} if allow_params is not None else None
     denied = frozenset(deny_params)
@@ -151,7 +153,7 @@ def request_policy(
             if name in denied or (allowed is not None and name not in allowed):
                 raise GatewayError(400, f"the parameter '{name}' is not allowed here", param=name)
         if max_tokens is not None:
-            _cap_tokens(body, max_tokens)
+            _cap_tokens(body, max_tokens, _OUTPUT_CAPS.get(call.route, ()))
         if system_prompt is not None and isinstance(body.get("messages"), list):
             body["messages"].insert(0, {"role": "system", "content": system_prompt})
         return await next(call)
@@ -159,14 +161,23 @@ def request_policy(
     return policy
 
 
-def _cap_tokens(body: dict[str, Any], cap: int) -> None:
-    present = [k for k in ("max_tokens", "max_completion_tokens") if k in body]
+# The fields each route caps its output with, the one set when none is given first; a
+# route not here (embeddings) produces no tokens to cap.
+_OUTPUT_CAPS = {
+    CHAT: ("max_tokens", "max_completion_tokens"),
+    "/v1/completions": ("max_tokens",),
+    RESPONSES: ("max_output_tokens",),
+}
+
+
+def _cap_tokens(body: dict[str, Any], cap: int, fields: tuple[str, ...]) -> None:
+    present = [k for k in fields if k in body]
     for key in present:
         value = body[key]
         if not isinstance(value, int) or value > cap:
             body[key] = cap
-    if not present:
-        body["max_tokens"] = cap
+    if fields and not present:
+        body[fields[0]] = cap
 
 
 def log_calls(*, logger: str = "aifetch.gateway.calls", level: str = "INFO") -> Pipe:
