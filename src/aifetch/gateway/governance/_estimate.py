@@ -27,8 +27,7 @@ def estimate_request(
     """The estimate for a request of ``body_bytes`` bytes.
 
     ``max_tokens``: the request's output cap (``RoutingFields.output_cap``; None when it
-    sets none). ``embeddings``: the call produces no output
-    tokens.
+    sets none). ``embeddings``: the call produces no output tokens.
     """
     return estimate_with(default_output_tokens, body_bytes, max_tokens, n, embeddings)
 
