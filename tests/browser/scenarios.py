@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aifetch.gateway import GatewayConfig, parse_config
+from tests.support.fake_behaviours import ResetMidStream
 from tests.support.fake_upstream import (
     Behaviour,
     Exchange,
@@ -20,7 +21,6 @@ from tests.support.fake_upstream import (
     chat_stream,
     endless_stream,
     error_event,
-    reset_mid_stream,
     respond,
     server_error,
     slow_first_byte,
@@ -75,9 +75,24 @@ def scenarios() -> dict[str, Behaviour]:
         "flaky": FailFirst(2, server_error(500), chat_completion("Hello world")),
         "html-error": respond(503, html, [("Content-Type", "text/html")]),
         "midstream-error": error_event(before_content=False),
-        "cut": reset_mid_stream(2),
+        "cut": CutMidAnswer(2),
         "tools": chat_stream(tool_calls=tools),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CutMidAnswer(ResetMidStream):
+    """The first events, then a TCP RST once the gateway has had time to read them.
+
+    An RST at once could overtake them on a loaded machine (the kernel drops what the
+    gateway had not read yet): the gateway would then see no content at all and refuse
+    before its commit point, and the test expects a cut mid-answer."""
+
+    pause: float = 0.3
+
+    async def end(self, ex: Exchange) -> None:
+        await ex.sleep(self.pause)
+        ex.reset()
 
 
 def install(fake: FakeUpstream) -> list[str]:

@@ -30,6 +30,8 @@ def open_playground(page: Page, gateway: RunningGateway, key: str = scenarios.KE
     page.goto(f"{gateway.url}/playground")
     page.fill("#key", key)
     page.locator("#key").blur()  # the key is taken (and the model list reloaded) on change
+    # The list has loaded (or failed) before a test types a model.
+    expect(page.locator("#model")).not_to_have_attribute("placeholder", "loading…")
 
 
 def ask(page: Page, model: str, prompt: str = "How do streams reach a page?") -> None:
@@ -114,6 +116,17 @@ def test_an_unknown_model_reads_plainly(page: Page, gateway: RunningGateway) -> 
     expect(error).to_contain_text("The model 'no-such-model' does not exist")
     expect(error).to_contain_text("Pick a model from the list.")
     expect(page.locator("#send")).to_be_enabled()
+
+
+def test_a_model_list_loaded_later_keeps_the_name_typed(
+    page: Page, gateway: RunningGateway
+) -> None:
+    open_playground(page, gateway)
+    expect(page.locator("#model")).to_have_value("cut")  # the page's own pick: the first
+    page.fill("#model", "no-such-model")
+    page.click("#reload")  # the list is loaded once more
+    expect(page.locator("#model")).not_to_have_attribute("placeholder", "loading…")
+    expect(page.locator("#model")).to_have_value("no-such-model")
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,10 @@ function showError(err) {
 
 // ------------------------------------------------------------------ models
 
+// The model this page put in the field itself: a list that comes later may replace that
+// one, never a name the user typed (the list loads while they type).
+let pickedModel = "";
+
 async function loadModels() {
   ui.error.hidden = true;
   ui.model.placeholder = "loading…";
@@ -79,7 +83,8 @@ async function loadModels() {
     const response = await aifetch(url("v1/models"), { headers: headers(), timeout: { total: 15000 } });
     const ids = (await response.json()).data.map((m) => m.id).sort();
     ui.models.replaceChildren(...ids.map((id) => Object.assign(document.createElement("option"), { value: id })));
-    if (!ids.includes(ui.model.value)) ui.model.value = ids[0] ?? "";
+    const typed = ui.model.value.trim() !== "" && ui.model.value !== pickedModel;
+    if (!typed && !ids.includes(ui.model.value)) ui.model.value = pickedModel = ids[0] ?? "";
     ui.model.placeholder = ids.length ? "a model name" : "no models";
   } catch (err) {
     ui.model.placeholder = "type a model name";
