@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,28 @@ def test_every_registry_code_is_raised_somewhere() -> None:
     assert names
     unused = [name for name in names if not re.search(rf"codes\.{name}\b|\b{name}\(", source)]
     assert not unused, f"registry entries no code raises: {unused}"
+
+
+def _loaded_after(code: str, modules: tuple[str, ...]) -> dict[str, bool]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``code``."""
+    probe = f"import sys\n{code}\nprint(' '.join(str(m in sys.modules) for m in {modules!r}))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    return {module: flag == "True" for module, flag in zip(modules, out, strict=True)}
+
+
+def test_each_client_stack_loads_only_when_used() -> None:
+    # The sync client, the SSE decoder and the OpenAI types need no aiohttp; the gateway
+    # never needs urllib3 (a process holding 1,000 streams pays for every module it loads).
+    stacks = ("aiohttp", "urllib3")
+    assert _loaded_after("import aifetch, aifetch.sse, aifetch.openai", stacks) == {
+        "aiohttp": False,
+        "urllib3": False,
+    }
+    serve = "from aifetch.gateway import create_app, default_config\ncreate_app(default_config())"
+    assert _loaded_after(serve, stacks) == {"aiohttp": True, "urllib3": False}
+    assert _loaded_after("import aifetch; aifetch.Client", stacks) == {
+        "aiohttp": False,
+        "urllib3": True,
+    }

@@ -37,24 +37,29 @@ from ._errors import (
 )
 from ._headers import Headers
 from ._request import Request
-from ._sync._client import Client
-from ._sync._eventsource import EventSource
-from ._sync._response import Response
 from ._timeouts import Timeout
 
 if TYPE_CHECKING:
     from ._async._client import AsyncClient
     from ._async._eventsource import AsyncEventSource
     from ._fetch import fetch
+    from ._sync._client import Client
+    from ._sync._eventsource import EventSource
+    from ._sync._response import Response
 
 __version__ = "0.1.0"
 
-# These pull in aiohttp (~240 ms to import): loaded on first use, so the sync client,
-# the SSE decoder and the OpenAI types import without it.
+# Each client's stack loads on first use: the async one pulls in aiohttp (~240 ms to
+# import), the sync one urllib3 and ssl (~50 ms, ~4 MB that a gateway never uses). So the
+# sync client, the SSE decoder and the OpenAI types import without aiohttp, and the
+# gateway without urllib3.
 _LAZY = {
     "AsyncClient": "._async._client",
     "AsyncEventSource": "._async._eventsource",
     "fetch": "._fetch",
+    "Client": "._sync._client",
+    "EventSource": "._sync._eventsource",
+    "Response": "._sync._response",
 }
 
 
