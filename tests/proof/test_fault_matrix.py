@@ -413,6 +413,15 @@ LEAVES = [
     ),
     Leave("after-headers/stream", True, endless_stream(0.02), _leave_after_headers, status=200),
     Leave("mid-stream/stream", True, endless_stream(0.02), _leave_mid_stream, status=200),
+    # A short stream (~0.2 s) whose caller leaves at once: it would end before a watch
+    # started by the sweep over calls in flight, so its commit must start the watch.
+    Leave(
+        "early-in-a-short-stream/stream",
+        True,
+        chat_stream(n_chunks=10, delay=0.02),
+        _leave_after_headers,
+        status=200,
+    ),
 ]
 
 

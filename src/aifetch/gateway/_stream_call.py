@@ -26,9 +26,10 @@ _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
 class StreamCall:
-    """The stream's heartbeat and its caller's disconnect watch are started by the sweep
-    over the calls in flight (``_flight``) once they are needed: a stream that ends within
-    a fraction of a second makes no task for either."""
+    """The stream's heartbeat is started by the sweep over the calls in flight
+    (``_flight``) once it is needed. So is its caller's disconnect watch while the stream
+    waits for its commit; a committed stream starts the watch at once, since one that ended
+    before the sweep came would otherwise be read to its end for a caller already gone."""
 
     def __init__(self, chain: PipeChain, metrics: Metrics) -> None:
         self.chain = chain
@@ -55,6 +56,7 @@ class StreamCall:
                 await self._late_plain(ctx, call, reply, down)
                 return
             await self._start(ctx, call, reply, down)
+            flight.watch_now()
             outcome = await relay(ctx, call, reply, down)
         finally:
             down.ended = True  # no heartbeat after this, whatever happened
