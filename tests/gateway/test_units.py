@@ -467,3 +467,34 @@ async def test_request_policy_caps_each_routes_own_output_field(
     policy = request_policy(max_tokens=50)
     await policy(Call(route, {"model": "m", **body}), upstream)
     assert seen == [{"model": "m", **sent}]
+
+
+SYSTEM = {"role": "system", "content": "Be brief."}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "sent"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]},
+         {"messages": [SYSTEM, {"role": "user", "content": "hi"}]}),
+        # The Responses API takes its messages in ``input``: a string is the user's turn.
+        ("/v1/responses", {"input": "hi"}, {"input": [SYSTEM, {"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"input": [{"role": "user", "content": "hi"}]},
+         {"input": [SYSTEM, {"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"previous_response_id": "resp_1"},
+         {"previous_response_id": "resp_1", "input": [SYSTEM]}),
+        ("/v1/embeddings", {"input": "hi"}, {"input": "hi"}),
+    ],
+)  # fmt: skip
+async def test_request_policy_puts_the_system_prompt_first_on_each_route(
+    route: str, body: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def upstream(call: Call) -> Reply:
+        seen.append(call.body)
+        return Reply(200, [], b"{}")
+
+    policy = request_policy(system_prompt="Be brief.")
+    await policy(Call(route, {"model": "m", **body}), upstream)
+    assert seen == [{"model": "m", **sent}]

@@ -136,7 +136,8 @@ def request_policy(
     system_prompt: str | None = None,
 ) -> Pipe:
     """A request policy: which body fields are allowed, a ``max_tokens`` cap, and an
-    optional system message put first.
+    optional system message put first (in a chat's ``messages`` or a Responses call's
+    ``input``).
 
     ``allow_params``: if given, any other top-level field is rejected (400, ``param`` named).
     ``max_tokens``: a larger output cap is lowered to it, and a missing one set to it: the
@@ -154,8 +155,8 @@ def request_policy(
                 raise GatewayError(400, f"the parameter '{name}' is not allowed here", param=name)
         if max_tokens is not None:
             _cap_tokens(body, max_tokens, _OUTPUT_CAPS.get(call.route, ()))
-        if system_prompt is not None and isinstance(body.get("messages"), list):
-            body["messages"].insert(0, {"role": "system", "content": system_prompt})
+        if system_prompt is not None:
+            _put_system_first(body, call.route, system_prompt)
         return await next(call)
 
     return policy
@@ -168,6 +169,24 @@ _OUTPUT_CAPS = {
     "/v1/completions": ("max_tokens",),
     RESPONSES: ("max_output_tokens",),
 }
+
+
+def _put_system_first(body: dict[str, Any], route: str, prompt: str) -> None:
+    """The system message first, where the route takes its messages: a chat's
+    ``messages``, or a Responses call's ``input`` (a string is the user's message, so it
+    becomes a list; a missing one gets the system message alone, so the prompt cannot be
+    dodged by changing route or leaving the field out)."""
+    system = {"role": "system", "content": prompt}
+    if route == RESPONSES:
+        given = body.get("input")
+        if isinstance(given, list):
+            given.insert(0, system)
+        elif isinstance(given, str):
+            body["input"] = [system, {"role": "user", "content": given}]
+        elif given is None:
+            body["input"] = [system]
+    elif isinstance(body.get("messages"), list):
+        body["messages"].insert(0, system)
 
 
 def _cap_tokens(body: dict[str, Any], cap: int, fields: tuple[str, ...]) -> None:
