@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aifetch.gateway import GatewayError
+from aifetch.gateway import GatewayError, Pipe
 from aifetch.gateway._call import Call, Reply
 from aifetch.gateway._codes import UPSTREAM_STATUS
 from aifetch.gateway._commit import Scan, scan, scan_batch
@@ -458,15 +458,21 @@ def test_a_repeated_routing_key_is_forwarded_once_even_when_the_last_is_null(bod
 async def test_request_policy_caps_each_routes_own_output_field(
     route: str, body: dict[str, Any], sent: dict[str, Any]
 ) -> None:
+    assert await _sent_through(request_policy(max_tokens=50), route, body) == [
+        {"model": "m", **sent}
+    ]
+
+
+async def _sent_through(policy: Pipe, route: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bodies ``policy`` passes on for one call of ``route`` with ``body``."""
     seen: list[dict[str, Any]] = []
 
     async def upstream(call: Call) -> Reply:
         seen.append(call.body)
         return Reply(200, [], b"{}")
 
-    policy = request_policy(max_tokens=50)
     await policy(Call(route, {"model": "m", **body}), upstream)
-    assert seen == [{"model": "m", **sent}]
+    return seen
 
 
 SYSTEM = {"role": "system", "content": "Be brief."}
@@ -489,12 +495,6 @@ SYSTEM = {"role": "system", "content": "Be brief."}
 async def test_request_policy_puts_the_system_prompt_first_on_each_route(
     route: str, body: dict[str, Any], sent: dict[str, Any]
 ) -> None:
-    seen: list[dict[str, Any]] = []
-
-    async def upstream(call: Call) -> Reply:
-        seen.append(call.body)
-        return Reply(200, [], b"{}")
-
-    policy = request_policy(system_prompt="Be brief.")
-    await policy(Call(route, {"model": "m", **body}), upstream)
-    assert seen == [{"model": "m", **sent}]
+    assert await _sent_through(request_policy(system_prompt="Be brief."), route, body) == [
+        {"model": "m", **sent}
+    ]
