@@ -59,6 +59,7 @@ class ResponsesAPI:
     fault: str | None = None  # one stream cut short, then cleared (see the module doc)
     delay: float = 0.0  # seconds between stream events
     made: dict[str, dict[str, Any]] = field(default_factory=dict)
+    count: int = 0  # responses made, deleted ones included: an id is never made twice
     received: list[RecordedRequest] = field(default_factory=list)
     sent: list[bytes] = field(default_factory=list)
 
@@ -82,7 +83,8 @@ class ResponsesAPI:
             body = error_body(message, "previous_response_not_found", "previous_response_id")
             await ex.send_response(400, body, _JSON)
             return
-        response_id = f"{self.prefix}_{len(self.made) + 1:04d}"
+        self.count += 1
+        response_id = f"{self.prefix}_{self.count:04d}"
         text = self.text if previous is None else f"{self.text} (after {previous})"
         done = self._response(response_id, payload, text, "completed", ex.request)
         self.made[response_id] = done
