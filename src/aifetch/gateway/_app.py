@@ -33,7 +33,8 @@ from ._metrics import Metrics
 from ._model_call import ModelCall
 from ._pipes import PipeChain, load_pipes
 from ._respond import send_error
-from ._responses import PREFIX, ResponseById, ResponseIds, ResponsesIn
+from ._response_ids import response_ids_for
+from ._responses import PREFIX, ResponseById, ResponsesIn
 from ._routes import ANY_METHOD, Health, MetricsPage, ModelList, Route, Router
 from ._static import StaticFile, static_paths
 from ._upstream import Upstream, configured_secrets
@@ -61,7 +62,7 @@ class GatewayApp:
         self.config = config
         self.metrics = Metrics()
         self.governor = governor = Governor(config)
-        if governor.enabled:
+        if governor.needs_start:
             self.metrics.registry.register(governor.metrics)
         secrets = configured_secrets(config)
         # Several callers (or virtual keys) share each upstream's connections fairly.
@@ -74,7 +75,7 @@ class GatewayApp:
         self.access = AccessLog(config.server.access_log)
         self.ledger = LedgerRows(governor) if governor.ledger is not None else None
         self.limits = Limits(governor) if governance_active(config) else None
-        self.response_ids = ResponseIds()
+        self.response_ids = response_ids_for(governor, self.upstreams)
         dispatcher = Dispatcher(self.upstreams, dict(config.models), self.metrics)
         chain = PipeChain(load_pipes(config.pipes), dispatcher)
         # The request path, outermost first (docs/ARCHITECTURE.md, "The request path").
@@ -145,8 +146,8 @@ class GatewayApp:
 
     async def start(self) -> None:
         """Start governance (connect the ledger database, load the virtual keys, start the
-        writers); a no-op without it."""
-        if self.governor.enabled:
+        writers, check the shared state store); a no-op without it."""
+        if self.governor.needs_start:
             await self.governor.start()
 
     async def aclose(self) -> None:
@@ -156,7 +157,7 @@ class GatewayApp:
         self.flights.cancel_sweep()
         for upstream in self.upstreams.values():
             await upstream.aclose()
-        if self.governor.enabled:
+        if self.governor.needs_start:
             await self.governor.aclose()
 
     # ------------------------------------------------------------------ ASGI

@@ -122,7 +122,8 @@ PREVIOUS_RESPONSE_NOT_FOUND = _spec(
 RESPONSE_NOT_FOUND = _spec(
     "response_not_found",
     404,
-    "GET, DELETE or cancel of a response this gateway process did not make for this caller",
+    "GET, DELETE or cancel of a response this gateway did not make for this caller (or no "
+    "longer remembers)",
 )
 COUNT_TOKENS_UNSUPPORTED = _spec(
     "count_tokens_unsupported",

@@ -3,10 +3,9 @@
 ``POST /v1/responses`` is a model call like a chat completion (same stages, retries,
 fallback, commit rule, disconnect cancel, metrics, access log), relayed byte-exact to
 openai-kind upstreams; its stream's rules (which event is content, which completes it,
-where usage is) are ``_rules``'s. This module adds what a response's id needs:
+where usage is) are ``_rules``'s. This module adds what a response's id needs, with
+``_response_ids`` keeping which upstream made each response, and for which caller:
 
-* ``ResponseIds``: which upstream made each response, and for which caller (the last
-  ``MAX_IDS`` this process saw);
 * ``ResponsesIn``, the stage before the model call: it notes the id of every answer (from
   its first bytes, by wrapping ``ctx.send``), and a call whose ``previous_response_id``
   names a noted response is pinned to the upstream that made it (``ctx.pin``), since no
@@ -19,9 +18,8 @@ where usage is) are ``_rules``'s. This module adds what a response's id needs:
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, MutableMapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -31,23 +29,16 @@ from . import _codes as codes
 from ._context import Handler, RequestContext, Send
 from ._downstream import PING
 from ._passthrough import pass_through
+from ._response_ids import Made, ResponseIds
 from ._upstream import Upstream
 
-__all__ = ["MAX_IDS", "PREFIX", "ResponseById", "ResponseIds", "ResponsesIn", "response_id_of"]
+__all__ = ["PREFIX", "ResponseById", "ResponsesIn", "response_id_of"]
 
-# Response ids remembered per process (an id, its upstream and caller: ~200 bytes each).
-MAX_IDS = 65536
 PREFIX = "/v1/responses/"
 # The actions on one response: their path suffix → the methods each takes.
 _ACTIONS = {"": ("GET", "DELETE"), "cancel": ("POST",), "input_items": ("GET",)}
 _ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _MAX_QUERY = 2048
-
-
-class Made(NamedTuple):
-    upstream: str
-    caller: str | None  # owner_of the call that made it
-    model: str | None
 
 
 def owner_of(ctx: RequestContext) -> str | None:
@@ -56,32 +47,6 @@ def owner_of(ctx: RequestContext) -> str | None:
     name (several keys of one name are one caller); ``None`` with auth off."""
     who = ctx.identity
     return who.scope if who is not None else ctx.caller_name
-
-
-class ResponseIds:
-    """Response id → where it was made; the least recently used goes first when full."""
-
-    def __init__(self, limit: int = MAX_IDS) -> None:
-        self.limit = limit
-        self._made: OrderedDict[str, Made] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._made)
-
-    def note(self, response_id: str, made: Made) -> None:
-        self._made[response_id] = made
-        self._made.move_to_end(response_id)
-        if len(self._made) > self.limit:
-            self._made.popitem(last=False)
-
-    def get(self, response_id: str) -> Made | None:
-        made = self._made.get(response_id)
-        if made is not None:
-            self._made.move_to_end(response_id)
-        return made
-
-    def forget(self, response_id: str) -> None:
-        self._made.pop(response_id, None)
 
 
 class _Id(msgspec.Struct):
@@ -125,10 +90,10 @@ class ResponsesIn:
     def __init__(self, ids: ResponseIds) -> None:
         self.ids = ids
 
-    def __call__(self, ctx: RequestContext) -> Awaitable[None]:
+    async def __call__(self, ctx: RequestContext) -> None:
         previous = _previous_id(ctx.body)
         if previous is not None:
-            made = self.ids.get(previous)
+            made = await self.ids.find(previous)
             if made is not None:
                 if made.caller != owner_of(ctx):  # another caller's: not there for this one
                     raise codes.PREVIOUS_RESPONSE_NOT_FOUND(
@@ -137,7 +102,7 @@ class ResponsesIn:
                     )
                 ctx.pin = made.upstream
         ctx.send = _NoteId(ctx, ctx.send, self.ids)
-        return self.next(ctx)
+        await self.next(ctx)
 
 
 def _previous_id(body: bytes) -> str | None:
@@ -151,7 +116,8 @@ def _previous_id(body: bytes) -> str | None:
 
 
 class _NoteId:
-    """``send`` that notes the id in the first bytes of a 2xx answer."""
+    """``send`` that keeps the id in the first bytes of a 2xx answer, before they go (the
+    caller may come back with it at once, through another process)."""
 
     __slots__ = ("ctx", "ids", "ok", "pending", "send")
 
@@ -165,17 +131,18 @@ class _NoteId:
             if message["type"] == "http.response.start":
                 self.ok = 200 <= message["status"] < 300
             elif message["type"] == "http.response.body":
-                self._note(message.get("body", b""))
+                body = message.get("body", b"")
+                if body != PING:  # a heartbeat before the answer: the id comes with it
+                    self.pending = False
+                    return self._keep_then_send(body, message)
         return self.send(message)
 
-    def _note(self, body: bytes) -> None:
-        if body == PING:
-            return  # a heartbeat before the answer: the id comes with the answer
-        self.pending = False
+    async def _keep_then_send(self, body: bytes, message: MutableMapping[str, Any]) -> None:
         ctx = self.ctx
         found = response_id_of(body) if self.ok and ctx.upstream is not None else None
         if found and _ID.fullmatch(found) and ctx.upstream is not None:
-            self.ids.note(found, Made(ctx.upstream, owner_of(ctx), ctx.model))
+            await self.ids.keep(found, Made(ctx.upstream, owner_of(ctx), ctx.model))
+        await self.send(message)
 
 
 class ResponseById:
@@ -191,12 +158,11 @@ class ResponseById:
             raise codes.UNKNOWN_URL(f"Invalid URL ({ctx.method} {ctx.path})")
         if ctx.method not in methods:
             raise codes.METHOD_NOT_ALLOWED(f"Method {ctx.method} is not allowed on {ctx.path}")
-        made = self.ids.get(response_id)
+        made = await self.ids.find(response_id)
         if made is None or made.caller != owner_of(ctx):
             raise codes.RESPONSE_NOT_FOUND(
                 f"No response with id '{response_id}' was made through this gateway for "
-                "this key (it remembers the ids of the responses each process made, "
-                f"the last {self.ids.limit}).",
+                "this key (or it is no longer remembered).",
             )
         ctx.model = made.model
         upstream = self.upstreams[made.upstream]
@@ -206,4 +172,4 @@ class ResponseById:
             url += "?" + query.decode("ascii")
         await pass_through(ctx, upstream, ctx.method, url, None, upstream.headers)
         if ctx.method == "DELETE" and 200 <= ctx.status < 300:
-            self.ids.forget(response_id)
+            await self.ids.drop(response_id)

@@ -20,7 +20,8 @@ from aifetch.gateway._commit import Scan, scan
 from aifetch.gateway._kinds import caller_betas
 from aifetch.gateway._parse import usage_of
 from aifetch.gateway._relay import RelayOutcome
-from aifetch.gateway._responses import Made, ResponseIds, response_id_of
+from aifetch.gateway._response_ids import Made, ResponseIds
+from aifetch.gateway._responses import response_id_of
 from aifetch.gateway._rules import ANTHROPIC_RULES, CHAT_RULES, RESPONSES_RULES, StreamRules
 from aifetch.gateway._usage import IOUsageFields, Usage, UsageFields
 from aifetch.sse import SSEBlockSplitter

@@ -30,7 +30,9 @@ a few places (docs/ARCHITECTURE.md, "The gateway's request path")::
     status, headers, body = await governor.admin.handle(method, path, headers, body)
 
 ``governor.enabled`` is False when nothing is configured (no limits, keys or ledger):
-the gateway then leaves governance out of the path. ``admit`` costs at most one Redis
+the gateway then leaves governance out of the path. ``governor.needs_start``: whether the
+app starts and closes it (governance on, or ``state: redis://...``, whose connection the
+response ids share: ``_response_ids_redis``). ``admit`` costs at most one Redis
 script call, over the state store's own client (``_redis_client``); ``settle`` and
 ``record`` only append to buffers. ``check_workers(config, workers)`` refuses
 ``--workers > 1`` with memory state and limits configured.

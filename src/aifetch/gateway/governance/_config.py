@@ -77,6 +77,9 @@ class GovernanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     settle_interval: float = 0.05
     # A stream slot whose call never settled (its process died) frees after this long.
     stream_lease: float = 900.0
+    # Seconds a response id (which upstream made it, for whom) is kept in Redis: OpenAI
+    # stores a response 30 days (2592000); a day keeps Redis small (~200 bytes an id).
+    response_ids_ttl: int = 86400
     # Output tokens reserved for a call that sets no max_tokens.
     default_output_tokens: int = 1024
     # Ledger rows held in memory while the writer catches up; past it rows are dropped
@@ -197,6 +200,6 @@ def _check_tuning(tuning: GovernanceConfig) -> None:
     for field in ("state_timeout", "settle_interval", "stream_lease", "ledger_interval"):
         value = getattr(tuning, field)
         _require(value > 0, f"governance.{field}: must be a positive number of seconds")
-    for field in ("default_output_tokens", "ledger_buffer", "ledger_batch"):
+    for field in ("default_output_tokens", "ledger_buffer", "ledger_batch", "response_ids_ttl"):
         _require(getattr(tuning, field) >= 1, f"governance.{field}: must be at least 1")
     _require(bool(tuning.prefix), "governance.prefix: must not be empty")

@@ -121,6 +121,12 @@ class Governor:
             if config.admin is not None:
                 self.admin = AdminApi(config.admin.key, keys, set(config.models))
 
+    @property
+    def needs_start(self) -> bool:
+        """Whether the app starts and closes it: governance is on, or a shared state store
+        is configured (the response ids use it too, with no limit set)."""
+        return self.enabled or self.shared is not None
+
     def __repr__(self) -> str:
         return f"Governor(state={'redis' if self.shared else 'memory'}, enabled={self.enabled})"
 

@@ -166,7 +166,7 @@ class RedisState:
         try:
             await self.client.ping()
         except RedisError:
-            self._mark_down()
+            self.mark_down()
 
     async def aclose(self) -> None:
         """Send the settlements still waiting (if Redis answers), then disconnect."""
@@ -193,7 +193,7 @@ class RedisState:
         try:
             answer = await self.client.script(_ADMIT_SHA, _ADMIT, [c.key for c in checks], args)
         except RedisError as exc:
-            self._mark_down(exc)
+            self.mark_down(exc)
             raise StateUnavailable("the state store is unreachable") from None
         return answer[0] == 1, answer[1:]
 
@@ -229,7 +229,7 @@ class RedisState:
         try:
             answer = await self.client.run_script(plan.by_sha + tail, plan.whole + tail)
         except RedisError as exc:
-            self._mark_down(exc)
+            self.mark_down(exc)
             raise StateUnavailable("the state store is unreachable") from None
         return answer[0] == 1, answer[1:]
 
@@ -261,7 +261,7 @@ class RedisState:
             room = max(0, _MAX_PENDING - len(self._pending))
             self.dropped += max(0, len(batch) - room)
             self._pending[:0] = batch[:room]
-            self._mark_down(exc)
+            self.mark_down(exc)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -291,7 +291,7 @@ class RedisState:
 
     # ------------------------------------------------------------------ health
 
-    def _mark_down(self, exc: BaseException | None = None) -> None:
+    def mark_down(self, exc: BaseException | None = None) -> None:
         if not self.available:
             return
         self.available = False
