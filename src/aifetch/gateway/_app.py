@@ -65,10 +65,11 @@ class GatewayApp:
         if governor.needs_start:
             self.metrics.registry.register(governor.metrics)
         secrets = configured_secrets(config)
-        # Several callers (or virtual keys) share each upstream's connections fairly.
-        shared = len(config.callers) > 1 or config.keys is not None
+        # Several callers (or virtual keys): each gets a fair share of every upstream's
+        # connections, and none may continue a response the gateway cannot tell is theirs.
+        self.tenants = tenants = len(config.callers) > 1 or config.keys is not None
         self.upstreams = {
-            name: Upstream(name, cfg, secrets, shared) for name, cfg in config.upstreams.items()
+            name: Upstream(name, cfg, secrets, tenants) for name, cfg in config.upstreams.items()
         }
         self.auth = Authenticator(config.callers, governor)
         self.flights = Flights(config.server.heartbeat)
@@ -101,7 +102,7 @@ class GatewayApp:
         counting = CountTokens(config.models, self.upstreams)
         count = stages(MessagesOut(), Gate(self.auth), self._read(read), end=counting)
         routes[COUNT_TOKENS_PATH] = Route("POST", count)
-        responses = ResponsesIn(self.response_ids)
+        responses = ResponsesIn(self.response_ids, tenants=self.tenants)
         routes[RESPONSES] = Route(
             "POST", stages(Gate(self.auth), self._read(read), responses, *limits, end=call)
         )

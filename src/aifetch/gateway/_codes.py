@@ -117,7 +117,8 @@ ROUTE_NOT_SUPPORTED = _spec(
 PREVIOUS_RESPONSE_NOT_FOUND = _spec(
     "previous_response_not_found",
     400,
-    "`previous_response_id` names a response another caller made through the gateway",
+    "`previous_response_id` names a response another caller made through the gateway, or "
+    "(with several callers) one the gateway does not know",
 )
 RESPONSE_NOT_FOUND = _spec(
     "response_not_found",

@@ -85,22 +85,29 @@ def response_id_of(body: bytes) -> str | None:
 
 
 class ResponsesIn:
+    """With ``tenants`` (several callers, or virtual keys), a ``previous_response_id`` the
+    gateway does not know is refused like another caller's: past the gateway every
+    caller is the gateway's one upstream key, so the upstream would continue any
+    caller's response for whoever names it. With one caller (or none) it goes on, to
+    the model's targets in order."""
+
     next: Handler
 
-    def __init__(self, ids: ResponseIds) -> None:
+    def __init__(self, ids: ResponseIds, *, tenants: bool) -> None:
         self.ids = ids
+        self.tenants = tenants
 
     async def __call__(self, ctx: RequestContext) -> None:
         previous = _previous_id(ctx.body)
         if previous is not None:
-            made = await self.ids.find(previous)
-            if made is not None:
-                if made.caller != owner_of(ctx):  # another caller's: not there for this one
-                    raise codes.PREVIOUS_RESPONSE_NOT_FOUND(
-                        f"Previous response with id '{previous}' not found.",
-                        param="previous_response_id",
-                    )
+            made = await self.ids.find(previous) if _ID.fullmatch(previous) else None
+            if made is not None and made.caller == owner_of(ctx):
                 ctx.pin = made.upstream
+            elif made is not None or self.tenants:
+                raise codes.PREVIOUS_RESPONSE_NOT_FOUND(
+                    f"Previous response with id '{_shown(previous)}' not found.",
+                    param="previous_response_id",
+                )
         ctx.send = _NoteId(ctx, ctx.send, self.ids)
         await self.next(ctx)
 
@@ -112,7 +119,16 @@ def _previous_id(body: bytes) -> str | None:
         found = _previous.decode(body).previous_response_id
     except msgspec.DecodeError:
         return None
-    return found if found and _ID.fullmatch(found) else None
+    return found or None
+
+
+def _shown(response_id: str) -> str:
+    """An id as an error message may repeat it: one a caller made up, cut short."""
+    return (
+        response_id
+        if _ID.fullmatch(response_id)
+        else response_id[:40].encode("ascii", "backslashreplace").decode()
+    )
 
 
 class _NoteId:

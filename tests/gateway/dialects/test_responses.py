@@ -25,6 +25,8 @@ from .conftest import (
     RESPONSES_KEY,
     AccessLines,
     Fakes,
+    Serve,
+    dialect_config,
     sse_events,
     tokens,
 )
@@ -195,6 +197,30 @@ def test_ids_the_gateway_did_not_make_for_the_caller_are_not_found(
     assert continued.value.code == "previous_response_not_found"
     assert continued.value.param == "previous_response_id"
     assert len(fakes.resp_a.requests) == 1  # none of them reached an upstream
+
+
+@pytest.mark.parametrize("previous", ["resp_made_elsewhere", "resp with/odd chars" * 20])
+def test_with_several_callers_an_unknown_previous_response_is_not_found(
+    gateway: RunningGateway, fakes: Fakes, previous: str
+) -> None:
+    # Past the gateway every caller is its one upstream key: were an id the gateway does
+    # not know passed on, the upstream would continue whoever's response it is.
+    with client(gateway) as oa, pytest.raises(openai.BadRequestError) as unknown:
+        oa.responses.create(model="resp", input="Hi", previous_response_id=previous)
+    assert unknown.value.code == "previous_response_not_found"
+    assert previous not in unknown.value.message or len(previous) <= 40
+    assert fakes.resp_a.requests == []
+    assert fakes.resp_b.requests == []
+
+
+def test_with_one_caller_an_unknown_previous_response_goes_to_the_targets(
+    fakes: Fakes, serve: Serve
+) -> None:
+    one_caller = dialect_config(fakes, callers=[{"name": "app", "key": CALLER_KEY}])
+    with client(serve(one_caller)) as oa, pytest.raises(openai.BadRequestError) as unknown:
+        oa.responses.create(model="resp", input="Hi", previous_response_id="resp_made_elsewhere")
+    assert unknown.value.code == "previous_response_not_found"  # the upstream's own answer
+    assert fakes.api_a.received[-1].json()["previous_response_id"] == "resp_made_elsewhere"
 
 
 @pytest.mark.parametrize("model", ["claude", "gem", "mock-gpt"])
